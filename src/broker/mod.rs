@@ -1,0 +1,1 @@
+//! Per-core broker state: room index, broadcast planning, cross-core messages.

@@ -1,0 +1,17 @@
+//! sockeye: a Socket.IO v5 / Engine.IO v4 broker on a thread-per-core `mio` runtime.
+//!
+//! Layering (see `docs/ARCHITECTURE.md`):
+//! - [`engineio`], [`socketio`], [`http`]: sans-IO codecs and state machines. They take bytes and
+//!   time as input and return bytes and events; no sockets, no clock, no threads.
+//! - [`broker`]: per-core room index and broadcast planning, also sans-IO.
+//! - [`api`]: the application-facing API (namespaces, handlers, sockets, emit, rooms).
+//! - [`runtime`]: the only module that touches `mio`, sockets, threads and the clock.
+
+pub mod api;
+pub mod apps;
+pub mod broker;
+pub mod config;
+pub mod engineio;
+pub mod http;
+pub mod runtime;
+pub mod socketio;

@@ -1,0 +1,1 @@
+//! The only IO in sockeye: per-core mio event loops.
