@@ -1,5 +1,8 @@
 //! HTTP/1.1 request parsing, responses, CORS and the WebSocket handshake and frame codec.
+pub mod cors;
 pub mod request;
 pub mod response;
-pub mod cors;
 pub mod websocket;
+
+pub use request::{HttpError, Limits, Method, Parse, Request, parse_request};
+pub use response::{Response, write_simple};
