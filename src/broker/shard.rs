@@ -1,0 +1,1162 @@
+//! The broker state of one core.
+//!
+//! A `Shard` owns the Engine.IO sessions and Socket.IO sockets of its core, the room index of
+//! each namespace, the timers, and what this core knows of other cores' rooms. It is driven by
+//! the runtime (`handle_*`), and produces connection commands (`take_commands`) and messages for
+//! other cores (`take_outbox`). It never does IO and never reads the clock.
+//!
+//! Invariants:
+//! - a session's `ws_conn`, `get_conn` and `probe_conn` are connections the runtime holds for it;
+//!   every time the shard lets go of one it says so with a command (`Unpark`, `Close`);
+//! - a socket is in `ns.sockets`, in `socket_ids` and in its session's `sockets` list, or in none;
+//! - a room is in another core's occupancy mask here iff that core told us it has members.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::{RngExt, SeedableRng};
+use serde_json::value::RawValue;
+use slab::Slab;
+
+use super::rooms::{Change, Room, RoomIndex};
+use crate::api::server::{Endpoint, ServerDef};
+use crate::api::{AckError, AckResponse, DisconnectReason, Event, Handshake, Socket};
+use crate::engineio::packet::{self, Data};
+use crate::engineio::session::{
+    CloseReason, EioError, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit,
+    TransportKind, WsInput,
+};
+use crate::engineio::sid::{make_sid, sid_core};
+use crate::http::request::{Method, Request};
+use crate::http::response::write_simple;
+use crate::socketio::packet::{self as sio, Decoder, DecoderLimits, PacketKind};
+
+/// Index of a core (event-loop thread).
+pub type CoreId = u8;
+
+/// A connection handle of the runtime: slab index plus generation, so a command for a slot
+/// that was reused is recognised as stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub idx: u32,
+    pub generation: u32,
+}
+
+/// A session handle given to the runtime with a WebSocket connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    idx: u32,
+    generation: u32,
+}
+
+/// A socket handle; stale handles (socket gone, slot reused) are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SocketKey {
+    pub(crate) idx: u32,
+    pub(crate) generation: u32,
+}
+
+/// What the runtime must do with a connection.
+#[derive(Debug)]
+pub enum ConnCmd {
+    /// Append a WebSocket frame to the connection's output.
+    Frame(ConnKey, Outgoing),
+    /// Append raw bytes (an HTTP response) to the connection's output.
+    Bytes(ConnKey, Vec<u8>),
+    /// The parked poll on this connection was answered: read requests again (or close when the
+    /// request did not ask for keep-alive).
+    Unpark(ConnKey),
+    /// Flush the output then close (a WebSocket gets a close frame first).
+    Close(ConnKey),
+}
+
+/// What to do with an HTTP request.
+#[derive(Debug)]
+pub enum RequestOutcome {
+    /// Write this response and read the next request (or close without keep-alive).
+    Respond(Vec<u8>),
+    /// Write this response and close.
+    RespondClose(Vec<u8>),
+    /// Keep the request open; the answer comes as `ConnCmd::Bytes` then `ConnCmd::Unpark`.
+    Park,
+    /// The connection is now a WebSocket of this session; write the response (101 plus any
+    /// first frames) and decode frames from now on.
+    WebSocket { response: Vec<u8>, session: SessionKey },
+    /// The session is owned by another core: move the connection there, request unconsumed.
+    Handoff(CoreId),
+}
+
+/// A message between cores.
+pub enum ShardMsg {
+    /// Deliver to the local members of a namespace (all of it when `rooms` is empty).
+    Broadcast(Arc<BroadcastMsg>),
+    /// Another core gained its first (`present`) or lost its last member of a room.
+    Occupancy { ns: u16, room: Room, core: CoreId, present: bool },
+    /// Run a closure on this core with its shard (`ServerHandle::run_on`).
+    Run(Box<dyn FnOnce(&mut Shard) + Send>),
+    /// Close every session: the server is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Debug for ShardMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardMsg::Broadcast(b) => write!(f, "Broadcast(ns {}, rooms {:?})", b.ns, b.rooms),
+            ShardMsg::Occupancy { ns, room, core, present } => {
+                write!(f, "Occupancy({ns}, {room}, {core}, {present})")
+            }
+            ShardMsg::Run(_) => f.write_str("Run"),
+            ShardMsg::Shutdown => f.write_str("Shutdown"),
+        }
+    }
+}
+
+/// A broadcast encoded once: the Engine.IO packets (text packet plus attachments).
+#[derive(Debug)]
+pub struct BroadcastMsg {
+    pub ns: u16,
+    pub rooms: Vec<Room>,
+    pub except: Vec<Room>,
+    pub packets: Vec<Outgoing>,
+}
+
+type SocketHandler = Rc<dyn Fn(&mut Socket<'_>, Event)>;
+type AckCallback = Box<dyn FnOnce(&mut Socket<'_>, Result<AckResponse, AckError>)>;
+
+struct SessionEntry {
+    generation: u32,
+    sid: Arc<str>,
+    eio: Session,
+    endpoint: u16,
+    ws_conn: Option<ConnKey>,
+    get_conn: Option<ConnKey>,
+    get_keep_alive: bool,
+    get_origin: Option<String>,
+    probe_conn: Option<ConnKey>,
+    /// Sockets of this session: (namespace, socket slab index).
+    sockets: Vec<(u16, u32)>,
+    decoder: Option<Box<Decoder>>,
+    base: Arc<HandshakeBase>,
+    connect_deadline: Option<Instant>,
+    /// The deadline currently in the timer heap for this session.
+    armed: Option<Instant>,
+    dirty: bool,
+}
+
+/// The parts of the handshake shared by every socket of a session.
+#[derive(Debug)]
+pub(crate) struct HandshakeBase {
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    remote_addr: Option<SocketAddr>,
+    url: String,
+    issued_ms: u64,
+}
+
+pub(crate) struct SocketEntry {
+    generation: u32,
+    pub(crate) id: Arc<str>,
+    pub(crate) ns: u16,
+    session: u32,
+    pub(crate) handshake: Rc<Handshake>,
+    acks: HashMap<u64, AckCallback>,
+    next_ack: u64,
+    handlers: Option<Box<Vec<(String, SocketHandler)>>>,
+    pub(crate) data: Option<Box<dyn std::any::Any>>,
+}
+
+#[derive(Default)]
+struct NsState {
+    rooms: RoomIndex,
+    sockets: HashSet<u32>,
+    /// Other cores' occupancy of rooms: bit c set when core c has members.
+    remote: HashMap<Room, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Session { idx: u32, generation: u32 },
+    Ack { idx: u32, generation: u32, id: u64 },
+}
+
+/// The broker state of one core. See the module documentation.
+pub struct Shard {
+    core: CoreId,
+    n_cores: usize,
+    pub(crate) def: Arc<ServerDef>,
+    sessions: Slab<SessionEntry>,
+    sids: HashMap<Arc<str>, u32>,
+    pub(crate) sockets: Slab<SocketEntry>,
+    socket_ids: HashMap<Arc<str>, u32>,
+    namespaces: Vec<NsState>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    generation: u32,
+    rng: rand::rngs::StdRng,
+    pub(crate) now: Instant,
+    dirty: Vec<u32>,
+    cmds: Vec<ConnCmd>,
+    outbox: Vec<(CoreId, ShardMsg)>,
+    /// Wall-clock milliseconds at `now`, for handshake timestamps.
+    wall_ms: u64,
+    shutting_down: bool,
+}
+
+impl Shard {
+    /// A shard for core `core` of `n_cores`; `seed` feeds the id generator.
+    pub fn new(core: CoreId, n_cores: usize, def: Arc<ServerDef>, seed: u64, now: Instant) -> Shard {
+        let namespaces = def.namespaces.iter().map(|_| NsState::default()).collect();
+        Shard {
+            core,
+            n_cores,
+            def,
+            sessions: Slab::new(),
+            sids: HashMap::new(),
+            sockets: Slab::new(),
+            socket_ids: HashMap::new(),
+            namespaces,
+            timers: BinaryHeap::new(),
+            generation: 0,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            now,
+            dirty: Vec::new(),
+            cmds: Vec::new(),
+            outbox: Vec::new(),
+            wall_ms: 0,
+            shutting_down: false,
+        }
+    }
+
+    pub fn core(&self) -> CoreId {
+        self.core
+    }
+
+    /// Set the time for the inputs that follow (the runtime reads the clock once per turn).
+    pub fn set_time(&mut self, now: Instant, wall_ms: u64) {
+        self.now = now;
+        self.wall_ms = wall_ms;
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.generation = self.generation.wrapping_add(1);
+        self.generation
+    }
+
+    fn new_id(&mut self) -> Arc<str> {
+        let random: [u8; 14] = self.rng.random();
+        Arc::from(make_sid(self.core, random))
+    }
+
+    // ----- HTTP -------------------------------------------------------------------------
+
+    /// An HTTP request arrived on connection `conn`.
+    pub fn handle_request(&mut self, conn: ConnKey, req: &Request, remote: Option<SocketAddr>) -> RequestOutcome {
+        let origin = req.header("origin").map(str::to_owned);
+        let cors = &self.def.config.cors;
+        let Some(endpoint) = self.def.endpoint_for(&req.path) else {
+            return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
+        };
+        if req.method == Method::Options {
+            let mut out = Vec::new();
+            cors.preflight(req).write_to(req.keep_alive, &mut out);
+            return RequestOutcome::Respond(out);
+        }
+        if !cors.origin_allowed(origin.as_deref()) {
+            return self.eio_error(EioError::Forbidden, req, origin.as_deref());
+        }
+        if req.query_param("EIO").as_deref() != Some("4") {
+            return self.eio_error(EioError::UnsupportedProtocolVersion, req, origin.as_deref());
+        }
+        let engine = &self.def.config.engine;
+        let transport = match req.query_param("transport").as_deref() {
+            Some("polling") if engine.allow_polling => TransportKind::Polling,
+            Some("websocket") if engine.allow_websocket => TransportKind::WebSocket,
+            _ => return self.eio_error(EioError::UnknownTransport, req, origin.as_deref()),
+        };
+        let sid = req.query_param("sid").map(|s| s.into_owned());
+        match sid {
+            None => self.handshake(conn, endpoint, transport, req, remote, origin.as_deref()),
+            Some(sid) => {
+                if let Some(owner) = sid_core(&sid)
+                    && owner != self.core
+                    && (owner as usize) < self.n_cores
+                {
+                    return RequestOutcome::Handoff(owner);
+                }
+                let Some(&idx) = self.sids.get(sid.as_str()) else {
+                    return self.eio_error(EioError::UnknownSid, req, origin.as_deref());
+                };
+                if self.sessions[idx as usize].endpoint != endpoint {
+                    return self.eio_error(EioError::UnknownSid, req, origin.as_deref());
+                }
+                match transport {
+                    TransportKind::WebSocket => self.ws_upgrade(conn, idx, req, origin.as_deref()),
+                    TransportKind::Polling => self.poll(conn, idx, req, origin.as_deref()),
+                }
+            }
+        }
+    }
+
+    fn eio_error(&self, e: EioError, req: &Request, origin: Option<&str>) -> RequestOutcome {
+        let headers = self.def.config.cors.headers(origin);
+        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
+    }
+
+    fn handshake(
+        &mut self,
+        conn: ConnKey,
+        endpoint: u16,
+        transport: TransportKind,
+        req: &Request,
+        remote: Option<SocketAddr>,
+        origin: Option<&str>,
+    ) -> RequestOutcome {
+        let is_ws = transport == TransportKind::WebSocket;
+        if is_ws && !req.is_websocket_upgrade() {
+            return self.eio_error(EioError::BadRequest, req, origin);
+        }
+        if !is_ws && req.method != Method::Get {
+            return self.eio_error(EioError::BadHandshakeMethod, req, origin);
+        }
+        if self.shutting_down {
+            return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
+        }
+        let cfg = &self.def.config;
+        let sid = self.new_id();
+        let open = packet::open_json(
+            &sid,
+            !is_ws && cfg.engine.allow_upgrades && cfg.engine.allow_websocket,
+            cfg.engine.ping_interval.as_millis() as u64,
+            cfg.engine.ping_timeout.as_millis() as u64,
+            cfg.engine.max_payload as u64,
+        );
+        let scfg = SessionConfig {
+            ping_interval: cfg.engine.ping_interval,
+            ping_timeout: cfg.engine.ping_timeout,
+            upgrade_timeout: cfg.engine.upgrade_timeout,
+            max_queue_bytes: cfg.limits.max_output_bytes,
+        };
+        let is_sio = matches!(self.def.endpoints[endpoint as usize].1, Endpoint::SocketIo);
+        let connect_deadline = is_sio.then(|| self.now + cfg.connect_timeout);
+        let base = Arc::new(HandshakeBase {
+            query: req.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            headers: req.headers.clone(),
+            remote_addr: remote,
+            url: if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) },
+            issued_ms: self.wall_ms,
+        });
+        let generation = self.next_generation();
+        let entry = SessionEntry {
+            generation,
+            sid: sid.clone(),
+            eio: Session::new(transport, scfg, self.now),
+            endpoint,
+            ws_conn: is_ws.then_some(conn),
+            get_conn: None,
+            get_keep_alive: true,
+            get_origin: None,
+            probe_conn: None,
+            sockets: Vec::new(),
+            decoder: None,
+            base,
+            connect_deadline,
+            armed: None,
+            dirty: false,
+        };
+        let idx = self.sessions.insert(entry) as u32;
+        self.sids.insert(sid, idx);
+        self.arm(idx);
+        let mut open_packet = String::with_capacity(open.len() + 1);
+        open_packet.push('0');
+        open_packet.push_str(&open);
+        if is_ws {
+            let mut response = Vec::new();
+            let headers = self.def.config.cors.headers(origin);
+            if crate::http::websocket::write_handshake_response(req, &headers, &mut response).is_err() {
+                self.remove_session(idx);
+                return self.eio_error(EioError::BadRequest, req, origin);
+            }
+            response.extend_from_slice(Outgoing::text(&open_packet).ws_frame());
+            RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
+        } else {
+            let headers = self.def.config.cors.headers(origin);
+            RequestOutcome::Respond(simple(
+                200,
+                "text/plain; charset=UTF-8",
+                open_packet.as_bytes(),
+                &headers,
+                req.keep_alive,
+            ))
+        }
+    }
+
+    fn ws_upgrade(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
+        let s = &mut self.sessions[idx as usize];
+        if !req.is_websocket_upgrade() || !s.eio.can_probe() {
+            // A second WebSocket for an upgraded session (or a probe while one is running)
+            // is refused without touching the session.
+            let e = EioError::BadRequest;
+            return RequestOutcome::RespondClose(simple(e.status(), "application/json", e.json().as_bytes(), &[], false));
+        }
+        let headers = self.def.config.cors.headers(origin);
+        let mut response = Vec::new();
+        if crate::http::websocket::write_handshake_response(req, &headers, &mut response).is_err() {
+            return self.eio_error(EioError::BadRequest, req, origin);
+        }
+        let s = &mut self.sessions[idx as usize];
+        s.probe_conn = Some(conn);
+        s.eio.handle_probe_open(self.now);
+        let generation = s.generation;
+        self.after_input(idx);
+        RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
+    }
+
+    fn poll(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
+        let now = self.now;
+        let headers = self.def.config.cors.headers(origin);
+        let outcome = match req.method {
+            Method::Get => {
+                let s = &mut self.sessions[idx as usize];
+                match s.eio.handle_get(now) {
+                    GetOutcome::Respond(body) => RequestOutcome::Respond(simple(
+                        200,
+                        "text/plain; charset=UTF-8",
+                        &body,
+                        &headers,
+                        req.keep_alive,
+                    )),
+                    GetOutcome::Park => {
+                        s.get_conn = Some(conn);
+                        s.get_keep_alive = req.keep_alive;
+                        s.get_origin = origin.map(str::to_owned);
+                        RequestOutcome::Park
+                    }
+                    GetOutcome::Reject(e) => {
+                        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
+                    }
+                }
+            }
+            Method::Post => {
+                let s = &mut self.sessions[idx as usize];
+                match s.eio.handle_post(&req.body, now) {
+                    Ok(()) => RequestOutcome::Respond(simple(200, "text/html", b"ok", &headers, req.keep_alive)),
+                    Err(e) => {
+                        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
+                    }
+                }
+            }
+            _ => RequestOutcome::Respond(simple(405, "text/plain", b"Method Not Allowed", &headers, req.keep_alive)),
+        };
+        self.after_input(idx);
+        outcome
+    }
+
+    /// A POST body was larger than `max_payload`: the reference answers 413 and closes the
+    /// session. Returns the response to write.
+    pub fn handle_oversized_post(&mut self, sid: Option<&str>) -> Vec<u8> {
+        if let Some(&idx) = sid.and_then(|s| self.sids.get(s)) {
+            self.sessions[idx as usize].eio.close(CloseReason::TransportError);
+            self.after_input(idx);
+        }
+        simple(413, "text/plain", b"Payload Too Large", &[], false)
+    }
+
+    // ----- WebSocket --------------------------------------------------------------------
+
+    /// A complete WebSocket message arrived on `conn`, which carries `session`.
+    pub fn handle_ws(&mut self, conn: ConnKey, session: SessionKey, msg: WsInput<'_>) {
+        let Some(s) = self.session_mut(session) else { return };
+        let now = self.now;
+        if s.probe_conn == Some(conn) {
+            s.eio.handle_probe(msg, now);
+        } else if s.ws_conn == Some(conn) {
+            s.eio.handle_ws(msg, now);
+        } else {
+            return;
+        }
+        self.after_input(session.idx);
+    }
+
+    /// A connection that carried `session` (WebSocket or parked poll) ended.
+    pub fn handle_conn_closed(&mut self, conn: ConnKey, session: SessionKey, error: bool) {
+        let Some(s) = self.session_mut(session) else { return };
+        if s.probe_conn == Some(conn) {
+            s.probe_conn = None;
+            s.eio.handle_probe_closed();
+        } else if s.ws_conn == Some(conn) {
+            s.ws_conn = None;
+            s.eio.handle_ws_closed(error);
+        } else if s.get_conn == Some(conn) {
+            s.get_conn = None;
+            s.eio.handle_get_aborted();
+        } else {
+            return;
+        }
+        self.after_input(session.idx);
+    }
+
+    /// The session a parked poll on `conn` belongs to, so the runtime can report its closing.
+    pub fn session_of_sid(&self, sid: &str) -> Option<SessionKey> {
+        let &idx = self.sids.get(sid)?;
+        Some(SessionKey { idx, generation: self.sessions[idx as usize].generation })
+    }
+
+    fn session_mut(&mut self, key: SessionKey) -> Option<&mut SessionEntry> {
+        self.sessions.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
+    }
+
+    // ----- timers -----------------------------------------------------------------------
+
+    fn arm(&mut self, idx: u32) {
+        let Some(s) = self.sessions.get_mut(idx as usize) else { return };
+        let deadline = match (s.eio.poll_timeout(), s.connect_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(d) = deadline
+            && s.armed.is_none_or(|a| d < a)
+        {
+            s.armed = Some(d);
+            let t = Timer::Session { idx, generation: s.generation };
+            self.timers.push(Reverse((d, t)));
+        }
+    }
+
+    /// When `handle_timeouts` must next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Run every timer due at `now`.
+    pub fn handle_timeouts(&mut self) {
+        let now = self.now;
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Session { idx, generation } => {
+                    let Some(s) = self.sessions.get_mut(idx as usize) else { continue };
+                    if s.generation != generation || s.armed != Some(t) {
+                        continue;
+                    }
+                    s.armed = None;
+                    if s.connect_deadline.is_some_and(|d| now >= d) {
+                        s.connect_deadline = None;
+                        if s.sockets.is_empty() {
+                            s.eio.close(CloseReason::ForcedClose);
+                        }
+                    }
+                    s.eio.handle_timeout(now);
+                    self.after_input(idx);
+                }
+                Timer::Ack { idx, generation, id } => {
+                    let key = SocketKey { idx, generation };
+                    let Some(cb) = self.socket_mut(key).and_then(|s| s.acks.remove(&id)) else { continue };
+                    cb(&mut Socket::new(self, key), Err(AckError::Timeout));
+                }
+            }
+        }
+    }
+
+    // ----- session output ---------------------------------------------------------------
+
+    fn after_input(&mut self, idx: u32) {
+        if let Some(s) = self.sessions.get_mut(idx as usize)
+            && !s.dirty
+        {
+            s.dirty = true;
+            self.dirty.push(idx);
+        }
+    }
+
+    /// Process every session touched since the last call: deliver its events upwards, turn
+    /// its transmits into connection commands, drop it when it closed, re-arm its timer.
+    pub fn flush(&mut self) {
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            for idx in dirty {
+                if let Some(s) = self.sessions.get_mut(idx as usize) {
+                    s.dirty = false;
+                    self.process_session(idx);
+                }
+            }
+        }
+    }
+
+    fn process_session(&mut self, idx: u32) {
+        loop {
+            let Some(s) = self.sessions.get_mut(idx as usize) else { return };
+            if let Some(ev) = s.eio.poll_event() {
+                match ev {
+                    SessionEvent::Message(d) => self.handle_message(idx, d),
+                    SessionEvent::Upgraded => {
+                        let s = &mut self.sessions[idx as usize];
+                        s.ws_conn = s.probe_conn.take();
+                    }
+                    SessionEvent::Closed(reason) => {
+                        self.drain_transmits(idx);
+                        self.close_session(idx, reason);
+                        return;
+                    }
+                }
+                continue;
+            }
+            if !self.drain_transmits(idx) {
+                break;
+            }
+        }
+        self.arm(idx);
+    }
+
+    /// Returns whether anything was transmitted.
+    fn drain_transmits(&mut self, idx: u32) -> bool {
+        let mut any = false;
+        let s = &mut self.sessions[idx as usize];
+        while let Some(t) = s.eio.poll_transmit() {
+            any = true;
+            match t {
+                Transmit::Ws(o) => {
+                    if let Some(c) = s.ws_conn {
+                        self.cmds.push(ConnCmd::Frame(c, o));
+                    }
+                }
+                Transmit::Probe(o) => {
+                    if let Some(c) = s.probe_conn {
+                        self.cmds.push(ConnCmd::Frame(c, o));
+                    }
+                }
+                Transmit::CloseProbe => {
+                    if let Some(c) = s.probe_conn.take() {
+                        self.cmds.push(ConnCmd::Close(c));
+                    }
+                }
+                Transmit::PollResponse(body) => {
+                    if let Some(c) = s.get_conn.take() {
+                        let headers = self.def.config.cors.headers(s.get_origin.as_deref());
+                        let bytes = simple(200, "text/plain; charset=UTF-8", &body, &headers, s.get_keep_alive);
+                        self.cmds.push(ConnCmd::Bytes(c, bytes));
+                        self.cmds.push(ConnCmd::Unpark(c));
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    fn close_session(&mut self, idx: u32, reason: CloseReason) {
+        let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
+        for (_, sock) in sockets {
+            let generation = self.sockets[sock as usize].generation;
+            self.remove_socket(SocketKey { idx: sock, generation }, reason.into());
+        }
+        self.remove_session(idx);
+    }
+
+    fn remove_session(&mut self, idx: u32) {
+        let s = self.sessions.remove(idx as usize);
+        self.sids.remove(&s.sid);
+        for c in [s.ws_conn, s.probe_conn, s.get_conn].into_iter().flatten() {
+            self.cmds.push(ConnCmd::Close(c));
+        }
+    }
+
+    /// Connection commands produced since the last call.
+    pub fn take_commands(&mut self) -> Vec<ConnCmd> {
+        std::mem::take(&mut self.cmds)
+    }
+
+    /// Messages for other cores produced since the last call.
+    pub fn take_outbox(&mut self) -> Vec<(CoreId, ShardMsg)> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    // ----- Socket.IO --------------------------------------------------------------------
+
+    fn handle_message(&mut self, idx: u32, data: Data) {
+        let endpoint = self.sessions[idx as usize].endpoint;
+        if let Endpoint::Engine(app) = &self.def.endpoints[endpoint as usize].1 {
+            let app = app.clone();
+            let generation = self.sessions[idx as usize].generation;
+            app.on_message(&mut EngineSocket { shard: self, session: SessionKey { idx, generation } }, data);
+            return;
+        }
+        let limits = DecoderLimits { max_attachments: self.def.config.limits.max_attachments, ..DecoderLimits::default() };
+        let s = &mut self.sessions[idx as usize];
+        let decoder = s.decoder.get_or_insert_with(|| Box::new(Decoder::new(limits)));
+        let decoded = match data {
+            Data::Text(t) => decoder.feed_text(&t),
+            Data::Binary(b) => decoder.feed_binary(b),
+        };
+        match decoded {
+            Ok(Some(p)) => self.handle_packet(idx, p),
+            Ok(None) => {}
+            Err(_) => s.eio.close(CloseReason::ForcedClose),
+        }
+    }
+
+    fn handle_packet(&mut self, idx: u32, p: sio::Packet) {
+        let ns_idx = self.def.ns_index.get(p.ns.as_str()).copied();
+        let socket = ns_idx.and_then(|n| {
+            self.sessions[idx as usize].sockets.iter().find(|(sn, _)| *sn == n).map(|&(_, i)| i)
+        });
+        match (p.kind, socket) {
+            (PacketKind::Connect, None) => self.connect(idx, ns_idx, &p),
+            (PacketKind::Connect, Some(_)) => {}
+            (PacketKind::Disconnect, Some(sock)) => {
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                self.remove_socket(key, DisconnectReason::ClientNamespaceDisconnect);
+            }
+            (PacketKind::Event | PacketKind::BinaryEvent, Some(sock)) => {
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                let Ok((name, args)) = p.event() else {
+                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
+                    return;
+                };
+                let ev = Event::new(name.to_owned(), join_raw(&args), p.attachments.clone(), p.id);
+                self.dispatch(key, ev);
+            }
+            (PacketKind::Ack | PacketKind::BinaryAck, Some(sock)) => {
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                let (Some(id), Ok(args)) = (p.id, p.ack_args()) else {
+                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
+                    return;
+                };
+                let args_raw = join_raw(&args);
+                if let Some(cb) = self.sockets[sock as usize].acks.remove(&id) {
+                    cb(&mut Socket::new(self, key), Ok(AckResponse { args_raw, attachments: p.attachments }));
+                }
+            }
+            // A packet for a namespace the client has not joined, or a CONNECT_ERROR from a
+            // client: the reference closes the connection.
+            _ => self.sessions[idx as usize].eio.close(CloseReason::ForcedClose),
+        }
+    }
+
+    fn connect(&mut self, idx: u32, ns_idx: Option<u16>, p: &sio::Packet) {
+        let mut text = String::from("4");
+        let Some(ns_idx) = ns_idx else {
+            sio::encode_connect_error(&p.ns, "Invalid namespace", None, &mut text);
+            self.send_session(idx, Outgoing::text(&text));
+            return;
+        };
+        let base = self.sessions[idx as usize].base.clone();
+        let auth = p.data.clone().unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
+        let handshake = Rc::new(Handshake {
+            query: base.query.clone(),
+            headers: base.headers.clone(),
+            remote_addr: base.remote_addr,
+            url: base.url.clone(),
+            issued_ms: base.issued_ms,
+            auth,
+        });
+        let def = self.def.clone();
+        let ns = &def.namespaces[ns_idx as usize];
+        for mw in &ns.middlewares {
+            if let Err(e) = mw(&handshake) {
+                let data = e.data.as_ref().and_then(|d| serde_json::value::to_raw_value(d).ok());
+                sio::encode_connect_error(&p.ns, &e.message, data.as_deref(), &mut text);
+                self.send_session(idx, Outgoing::text(&text));
+                return;
+            }
+        }
+        let id = self.new_id();
+        let generation = self.next_generation();
+        let sock = self.sockets.insert(SocketEntry {
+            generation,
+            id: id.clone(),
+            ns: ns_idx,
+            session: idx,
+            handshake,
+            acks: HashMap::new(),
+            next_ack: 0,
+            handlers: None,
+            data: None,
+        }) as u32;
+        self.socket_ids.insert(id.clone(), sock);
+        self.namespaces[ns_idx as usize].sockets.insert(sock);
+        let s = &mut self.sessions[idx as usize];
+        s.sockets.push((ns_idx, sock));
+        s.connect_deadline = None;
+        sio::encode_connect_ok(&p.ns, &id, &mut text);
+        self.send_session(idx, Outgoing::text(&text));
+        if let Some(h) = &ns.on_connect {
+            h(&mut Socket::new(self, SocketKey { idx: sock, generation }));
+        }
+    }
+
+    fn dispatch(&mut self, key: SocketKey, ev: Event) {
+        let per_socket = self.sockets[key.idx as usize]
+            .handlers
+            .as_ref()
+            .and_then(|hs| hs.iter().find(|(n, _)| *n == ev.name).map(|(_, h)| h.clone()));
+        if let Some(h) = per_socket {
+            h(&mut Socket::new(self, key), ev);
+            return;
+        }
+        let def = self.def.clone();
+        let ns = &def.namespaces[self.sockets[key.idx as usize].ns as usize];
+        if let Some(h) = ns.events.get(ev.name.as_str()) {
+            h(&mut Socket::new(self, key), ev);
+        } else if let Some(h) = &ns.on_any {
+            h(&mut Socket::new(self, key), ev);
+        }
+    }
+
+    /// Remove a socket from its namespace: disconnect handler (rooms still readable), pending
+    /// acks answered with `Disconnected`, rooms left.
+    fn remove_socket(&mut self, key: SocketKey, reason: DisconnectReason) {
+        if self.socket_mut(key).is_none() {
+            return;
+        }
+        let def = self.def.clone();
+        let ns_idx = self.sockets[key.idx as usize].ns;
+        if let Some(h) = &def.namespaces[ns_idx as usize].on_disconnect {
+            h(&mut Socket::new(self, key), reason);
+        }
+        let acks = std::mem::take(&mut self.sockets[key.idx as usize].acks);
+        for (_, cb) in acks {
+            cb(&mut Socket::new(self, key), Err(AckError::Disconnected));
+        }
+        let entry = self.sockets.remove(key.idx as usize);
+        self.socket_ids.remove(&entry.id);
+        let ns = &mut self.namespaces[ns_idx as usize];
+        ns.sockets.remove(&key.idx);
+        for room in ns.rooms.leave_all(key.idx) {
+            self.announce_occupancy(ns_idx, room, false);
+        }
+        if let Some(s) = self.sessions.get_mut(entry.session as usize) {
+            s.sockets.retain(|&(_, i)| i != key.idx);
+        }
+    }
+
+    pub(crate) fn socket_mut(&mut self, key: SocketKey) -> Option<&mut SocketEntry> {
+        self.sockets.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
+    }
+
+    pub(crate) fn socket_ref(&self, key: SocketKey) -> Option<&SocketEntry> {
+        self.sockets.get(key.idx as usize).filter(|s| s.generation == key.generation)
+    }
+
+    fn send_session(&mut self, idx: u32, o: Outgoing) {
+        if let Some(s) = self.sessions.get_mut(idx as usize) {
+            s.eio.send(o);
+            self.after_input(idx);
+        }
+    }
+
+    // ----- operations used by the API ---------------------------------------------------
+
+    /// Emit to one socket. `ack` registers a callback for the client's acknowledgement.
+    pub(crate) fn emit_to(
+        &mut self,
+        key: SocketKey,
+        event: &str,
+        args_inner: &str,
+        attachments: Vec<Bytes>,
+        ack: Option<(AckCallback, Duration)>,
+    ) {
+        let now = self.now;
+        let Some(sock) = self.socket_mut(key) else { return };
+        let id = ack.map(|(cb, timeout)| {
+            let id = sock.next_ack;
+            sock.next_ack += 1;
+            sock.acks.insert(id, cb);
+            (id, now + timeout)
+        });
+        let ns_name = self.def.namespaces[sock.ns as usize].name.clone();
+        let session = sock.session;
+        if let Some((ack_id, deadline)) = id {
+            self.timers.push(Reverse((deadline, Timer::Ack { idx: key.idx, generation: key.generation, id: ack_id })));
+        }
+        for o in encode_event_packets(&ns_name, id.map(|(i, _)| i), event, args_inner, &attachments) {
+            self.send_session(session, o);
+        }
+    }
+
+    pub(crate) fn ack_to(&mut self, key: SocketKey, ack_id: u64, args_inner: &str, attachments: Vec<Bytes>) {
+        let Some(sock) = self.socket_ref(key) else { return };
+        let ns_name = &self.def.namespaces[sock.ns as usize].name;
+        let session = sock.session;
+        let mut text = String::from("4");
+        sio::encode_ack(ns_name, ack_id, args_inner, attachments.len(), &mut text);
+        self.send_session(session, Outgoing::text(&text));
+        for a in &attachments {
+            self.send_session(session, Outgoing::binary(a));
+        }
+    }
+
+    pub(crate) fn join(&mut self, key: SocketKey, room: &str) -> bool {
+        let max = self.def.config.limits.max_rooms_per_socket;
+        let Some(sock) = self.socket_ref(key) else { return false };
+        if *sock.id == *room {
+            return true;
+        }
+        let ns_idx = sock.ns;
+        let ns = &mut self.namespaces[ns_idx as usize];
+        if ns.rooms.room_count(key.idx) + 1 >= max && !ns.rooms.contains(key.idx, room) {
+            return false;
+        }
+        if ns.rooms.join(key.idx, room) == Change::Occupancy {
+            self.announce_occupancy(ns_idx, Room::from(room), true);
+        }
+        true
+    }
+
+    pub(crate) fn leave(&mut self, key: SocketKey, room: &str) {
+        let Some(sock) = self.socket_ref(key) else { return };
+        let ns_idx = sock.ns;
+        if self.namespaces[ns_idx as usize].rooms.leave(key.idx, room) == Change::Occupancy {
+            self.announce_occupancy(ns_idx, Room::from(room), false);
+        }
+    }
+
+    pub(crate) fn rooms_of(&self, key: SocketKey) -> Vec<String> {
+        let Some(sock) = self.socket_ref(key) else { return Vec::new() };
+        let mut v = vec![sock.id.to_string()];
+        v.extend(self.namespaces[sock.ns as usize].rooms.rooms_of(key.idx).iter().map(|r| r.to_string()));
+        v
+    }
+
+    pub(crate) fn set_handler(&mut self, key: SocketKey, event: &str, h: SocketHandler) {
+        if let Some(sock) = self.socket_mut(key) {
+            let hs = sock.handlers.get_or_insert_with(Default::default);
+            hs.retain(|(n, _)| n != event);
+            hs.push((event.to_owned(), h));
+        }
+    }
+
+    /// Server-side disconnect of one socket: `41` to the client, then removal; with
+    /// `close_session` the whole Engine.IO session is closed too.
+    pub(crate) fn disconnect(&mut self, key: SocketKey, close_session: bool) {
+        let Some(sock) = self.socket_ref(key) else { return };
+        let session = sock.session;
+        let mut text = String::from("4");
+        sio::encode_disconnect(&self.def.namespaces[sock.ns as usize].name, &mut text);
+        self.send_session(session, Outgoing::text(&text));
+        self.remove_socket(key, DisconnectReason::ServerNamespaceDisconnect);
+        if close_session && let Some(s) = self.sessions.get_mut(session as usize) {
+            s.eio.close(CloseReason::ForcedClose);
+            self.after_input(session);
+        }
+    }
+
+    fn announce_occupancy(&mut self, ns: u16, room: Room, present: bool) {
+        if sid_core(&room).is_some() && self.socket_ids.contains_key(&room) {
+            return;
+        }
+        for c in 0..self.n_cores {
+            if c as CoreId != self.core {
+                self.outbox.push((c as CoreId, ShardMsg::Occupancy { ns, room: room.clone(), core: self.core, present }));
+            }
+        }
+    }
+
+    /// Broadcast in namespace `ns` to `rooms` (everyone when empty) minus `except` rooms and
+    /// minus the socket `skip`. Encoded once, delivered here, sent once to each other core that
+    /// may have members.
+    pub(crate) fn broadcast(
+        &mut self,
+        ns: u16,
+        rooms: Vec<Room>,
+        except: Vec<Room>,
+        skip: Option<SocketKey>,
+        event: &str,
+        args_inner: &str,
+        attachments: &[Bytes],
+    ) {
+        let ns_name = self.def.namespaces[ns as usize].name.clone();
+        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
+        let msg = BroadcastMsg { ns, rooms, except, packets };
+        let mut mask: u64 = 0;
+        if msg.rooms.is_empty() {
+            mask = u64::MAX;
+        } else {
+            let state = &self.namespaces[ns as usize];
+            for r in &msg.rooms {
+                mask |= state.remote.get(r).copied().unwrap_or(0);
+                if let Some(c) = sid_core(r) {
+                    mask |= 1u64 << (c as u32 % 64);
+                }
+            }
+        }
+        mask &= !(1u64 << self.core);
+        self.deliver_local(&msg, skip.map(|k| k.idx));
+        if mask != 0 {
+            let msg = Arc::new(msg);
+            for c in 0..self.n_cores.min(64) {
+                if mask & (1 << c) != 0 {
+                    self.outbox.push((c as CoreId, ShardMsg::Broadcast(msg.clone())));
+                }
+            }
+        }
+    }
+
+    fn deliver_local(&mut self, msg: &BroadcastMsg, skip: Option<u32>) {
+        let state = &self.namespaces[msg.ns as usize];
+        let mut excluded: HashSet<u32> = HashSet::new();
+        for r in &msg.except {
+            if let Some(m) = state.rooms.members(r) {
+                excluded.extend(m);
+            }
+            if let Some(&i) = self.socket_ids.get(r) {
+                excluded.insert(i);
+            }
+        }
+        excluded.extend(skip);
+        let mut targets: Vec<u32> = Vec::new();
+        if msg.rooms.is_empty() {
+            targets.extend(state.sockets.iter().filter(|i| !excluded.contains(i)));
+        } else {
+            let mut seen: HashSet<u32> = HashSet::new();
+            for r in &msg.rooms {
+                let own = self.socket_ids.get(r).filter(|&&i| self.sockets[i as usize].ns == msg.ns);
+                for &i in state.rooms.members(r).into_iter().flatten().chain(own) {
+                    if !excluded.contains(&i) && (msg.rooms.len() == 1 || seen.insert(i)) {
+                        targets.push(i);
+                    }
+                }
+            }
+        }
+        for i in targets {
+            let session = self.sockets[i as usize].session;
+            for o in &msg.packets {
+                self.send_session(session, o.clone());
+            }
+        }
+    }
+
+    /// A message from another core.
+    pub fn handle_msg(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Broadcast(b) => self.deliver_local(&b, None),
+            ShardMsg::Occupancy { ns, room, core, present } => {
+                let remote = &mut self.namespaces[ns as usize].remote;
+                let bit = 1u64 << (core as u32 % 64);
+                if present {
+                    *remote.entry(room).or_default() |= bit;
+                } else if let Some(m) = remote.get_mut(&room) {
+                    *m &= !bit;
+                    if *m == 0 {
+                        remote.remove(&room);
+                    }
+                }
+            }
+            ShardMsg::Run(f) => f(self),
+            ShardMsg::Shutdown => self.shutdown(),
+        }
+    }
+
+    /// Close every session (server shutting down). New handshakes are refused from now on.
+    pub fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let idxs: Vec<u32> = self.sessions.iter().map(|(i, _)| i as u32).collect();
+        for idx in idxs {
+            self.sessions[idx as usize].eio.close(CloseReason::ServerShutdown);
+            self.after_input(idx);
+        }
+    }
+
+    /// Broadcast from outside any socket (`ServerHandle` on this core).
+    pub fn emit_all(&mut self, ns: &str, rooms: Vec<Room>, except: Vec<Room>, event: &str, args_inner: &str, attachments: &[Bytes]) {
+        if let Some(&n) = self.def.ns_index.get(ns) {
+            self.broadcast_local_only(n, rooms, except, event, args_inner, attachments);
+        }
+    }
+
+    fn broadcast_local_only(
+        &mut self,
+        ns: u16,
+        rooms: Vec<Room>,
+        except: Vec<Room>,
+        event: &str,
+        args_inner: &str,
+        attachments: &[Bytes],
+    ) {
+        let ns_name = self.def.namespaces[ns as usize].name.clone();
+        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
+        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets }, None);
+    }
+
+    /// Send a plain Engine.IO message (plain Engine.IO endpoints).
+    pub(crate) fn engine_send(&mut self, key: SessionKey, data: Data) {
+        if self.session_mut(key).is_none() {
+            return;
+        }
+        let o = match data {
+            Data::Text(t) => Outgoing::text(&format!("4{t}")),
+            Data::Binary(b) => Outgoing::binary(&b),
+        };
+        self.send_session(key.idx, o);
+    }
+}
+
+/// A session of a plain Engine.IO endpoint, as its application sees it.
+pub struct EngineSocket<'a> {
+    shard: &'a mut Shard,
+    session: SessionKey,
+}
+
+impl EngineSocket<'_> {
+    pub fn send(&mut self, data: Data) {
+        self.shard.engine_send(self.session, data);
+    }
+}
+
+/// An application on a plain Engine.IO endpoint.
+pub trait EngineApp: Send + Sync {
+    fn on_message(&self, socket: &mut EngineSocket<'_>, data: Data);
+}
+
+/// The Engine.IO packets of one Socket.IO event: the text packet then its attachments.
+fn encode_event_packets(ns: &str, id: Option<u64>, event: &str, args_inner: &str, attachments: &[Bytes]) -> Vec<Outgoing> {
+    let mut text = String::with_capacity(args_inner.len() + event.len() + ns.len() + 8);
+    text.push('4');
+    sio::encode_event(ns, id, event, args_inner, attachments.len(), &mut text);
+    let mut v = Vec::with_capacity(1 + attachments.len());
+    v.push(Outgoing::text(&text));
+    v.extend(attachments.iter().map(|a| Outgoing::binary(a)));
+    v
+}
+
+/// Join raw JSON values with commas (the inside of an array).
+fn join_raw(args: &[&RawValue]) -> String {
+    let mut s = String::with_capacity(args.iter().map(|a| a.get().len() + 1).sum());
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(a.get());
+    }
+    s
+}
+
+fn simple(status: u16, content_type: &str, body: &[u8], headers: &[(&'static str, String)], keep_alive: bool) -> Vec<u8> {
+    let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut out = Vec::with_capacity(body.len() + 160);
+    write_simple(status, content_type, body, &extra, keep_alive, &mut out);
+    out
+}
+
+// The socket handle type used by `Socket::on`; kept here so the shard owns the storage.
+pub(crate) type SocketHandlerFn = SocketHandler;
+pub(crate) type AckCallbackFn = AckCallback;
+
+#[allow(dead_code)]
+fn _assert_types() {
+    let _: Option<RefCell<()>> = None;
+}
