@@ -1,1 +1,11 @@
-//! Per-core broker state: room index, broadcast planning, cross-core messages.
+//! Per-core broker state: Engine.IO sessions, Socket.IO sockets, the room index, broadcast
+//! planning and the messages cores exchange.
+//!
+//! Sans-IO: the [`shard::Shard`] takes parsed HTTP requests, WebSocket messages, cross-core
+//! messages and the current time, and hands back commands for connections
+//! ([`shard::ConnCmd`]) and messages for other cores. The runtime moves the bytes.
+
+pub mod rooms;
+pub mod shard;
+
+pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};

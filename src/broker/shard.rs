@@ -11,7 +11,6 @@
 //! - a socket is in `ns.sockets`, in `socket_ids` and in its session's `sockets` list, or in none;
 //! - a room is in another core's occupancy mask here iff that core told us it has members.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -87,7 +86,10 @@ pub enum RequestOutcome {
     Park,
     /// The connection is now a WebSocket of this session; write the response (101 plus any
     /// first frames) and decode frames from now on.
-    WebSocket { response: Vec<u8>, session: SessionKey },
+    WebSocket {
+        response: Vec<u8>,
+        session: SessionKey,
+    },
     /// The session is owned by another core: move the connection there, request unconsumed.
     Handoff(CoreId),
 }
@@ -97,7 +99,12 @@ pub enum ShardMsg {
     /// Deliver to the local members of a namespace (all of it when `rooms` is empty).
     Broadcast(Arc<BroadcastMsg>),
     /// Another core gained its first (`present`) or lost its last member of a room.
-    Occupancy { ns: u16, room: Room, core: CoreId, present: bool },
+    Occupancy {
+        ns: u16,
+        room: Room,
+        core: CoreId,
+        present: bool,
+    },
     /// Run a closure on this core with its shard (`ServerHandle::run_on`).
     Run(Box<dyn FnOnce(&mut Shard) + Send>),
     /// Close every session: the server is shutting down.
@@ -108,7 +115,12 @@ impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShardMsg::Broadcast(b) => write!(f, "Broadcast(ns {}, rooms {:?})", b.ns, b.rooms),
-            ShardMsg::Occupancy { ns, room, core, present } => {
+            ShardMsg::Occupancy {
+                ns,
+                room,
+                core,
+                present,
+            } => {
                 write!(f, "Occupancy({ns}, {room}, {core}, {present})")
             }
             ShardMsg::Run(_) => f.write_str("Run"),
@@ -209,7 +221,13 @@ pub struct Shard {
 
 impl Shard {
     /// A shard for core `core` of `n_cores`; `seed` feeds the id generator.
-    pub fn new(core: CoreId, n_cores: usize, def: Arc<ServerDef>, seed: u64, now: Instant) -> Shard {
+    pub(crate) fn new(
+        core: CoreId,
+        n_cores: usize,
+        def: Arc<ServerDef>,
+        seed: u64,
+        now: Instant,
+    ) -> Shard {
         let namespaces = def.namespaces.iter().map(|_| NsState::default()).collect();
         Shard {
             core,
@@ -263,11 +281,22 @@ impl Shard {
     // ----- HTTP -------------------------------------------------------------------------
 
     /// An HTTP request arrived on connection `conn`.
-    pub fn handle_request(&mut self, conn: ConnKey, req: &Request, remote: Option<SocketAddr>) -> RequestOutcome {
+    pub fn handle_request(
+        &mut self,
+        conn: ConnKey,
+        req: &Request,
+        remote: Option<SocketAddr>,
+    ) -> RequestOutcome {
         let origin = req.header("origin").map(str::to_owned);
         let cors = &self.def.config.cors;
         let Some(endpoint) = self.def.endpoint_for(&req.path) else {
-            return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
+            return RequestOutcome::Respond(simple(
+                404,
+                "text/plain",
+                b"Not Found",
+                &[],
+                req.keep_alive,
+            ));
         };
         if req.method == Method::Options {
             let mut out = Vec::new();
@@ -312,7 +341,13 @@ impl Shard {
 
     fn eio_error(&self, e: EioError, req: &Request, origin: Option<&str>) -> RequestOutcome {
         let headers = self.def.config.cors.headers(origin);
-        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
+        RequestOutcome::Respond(simple(
+            e.status(),
+            "application/json",
+            e.json().as_bytes(),
+            &headers,
+            req.keep_alive,
+        ))
     }
 
     fn handshake(
@@ -332,9 +367,16 @@ impl Shard {
             return self.eio_error(EioError::BadHandshakeMethod, req, origin);
         }
         if self.shutting_down {
-            return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
+            return RequestOutcome::RespondClose(simple(
+                503,
+                "text/plain",
+                b"shutting down",
+                &[],
+                false,
+            ));
         }
-        let cfg = &self.def.config;
+        let def = self.def.clone();
+        let cfg = &def.config;
         let sid = self.new_id();
         let open = packet::open_json(
             &sid,
@@ -352,10 +394,17 @@ impl Shard {
         let is_sio = matches!(self.def.endpoints[endpoint as usize].1, Endpoint::SocketIo);
         let connect_deadline = is_sio.then(|| self.now + cfg.connect_timeout);
         let base = Arc::new(HandshakeBase {
-            query: req.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            query: req
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
             headers: req.headers.clone(),
             remote_addr: remote,
-            url: if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) },
+            url: if req.query.is_empty() {
+                req.path.clone()
+            } else {
+                format!("{}?{}", req.path, req.query)
+            },
             issued_ms: self.wall_ms,
         });
         let generation = self.next_generation();
@@ -385,12 +434,17 @@ impl Shard {
         if is_ws {
             let mut response = Vec::new();
             let headers = self.def.config.cors.headers(origin);
-            if crate::http::websocket::write_handshake_response(req, &headers, &mut response).is_err() {
+            if crate::http::websocket::write_handshake_response(req, &headers, &mut response)
+                .is_err()
+            {
                 self.remove_session(idx);
                 return self.eio_error(EioError::BadRequest, req, origin);
             }
             response.extend_from_slice(Outgoing::text(&open_packet).ws_frame());
-            RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
+            RequestOutcome::WebSocket {
+                response,
+                session: SessionKey { idx, generation },
+            }
         } else {
             let headers = self.def.config.cors.headers(origin);
             RequestOutcome::Respond(simple(
@@ -403,13 +457,25 @@ impl Shard {
         }
     }
 
-    fn ws_upgrade(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
+    fn ws_upgrade(
+        &mut self,
+        conn: ConnKey,
+        idx: u32,
+        req: &Request,
+        origin: Option<&str>,
+    ) -> RequestOutcome {
         let s = &mut self.sessions[idx as usize];
         if !req.is_websocket_upgrade() || !s.eio.can_probe() {
             // A second WebSocket for an upgraded session (or a probe while one is running)
             // is refused without touching the session.
             let e = EioError::BadRequest;
-            return RequestOutcome::RespondClose(simple(e.status(), "application/json", e.json().as_bytes(), &[], false));
+            return RequestOutcome::RespondClose(simple(
+                e.status(),
+                "application/json",
+                e.json().as_bytes(),
+                &[],
+                false,
+            ));
         }
         let headers = self.def.config.cors.headers(origin);
         let mut response = Vec::new();
@@ -421,10 +487,19 @@ impl Shard {
         s.eio.handle_probe_open(self.now);
         let generation = s.generation;
         self.after_input(idx);
-        RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
+        RequestOutcome::WebSocket {
+            response,
+            session: SessionKey { idx, generation },
+        }
     }
 
-    fn poll(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
+    fn poll(
+        &mut self,
+        conn: ConnKey,
+        idx: u32,
+        req: &Request,
+        origin: Option<&str>,
+    ) -> RequestOutcome {
         let now = self.now;
         let headers = self.def.config.cors.headers(origin);
         let outcome = match req.method {
@@ -444,21 +519,41 @@ impl Shard {
                         s.get_origin = origin.map(str::to_owned);
                         RequestOutcome::Park
                     }
-                    GetOutcome::Reject(e) => {
-                        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
-                    }
+                    GetOutcome::Reject(e) => RequestOutcome::Respond(simple(
+                        e.status(),
+                        "application/json",
+                        e.json().as_bytes(),
+                        &headers,
+                        req.keep_alive,
+                    )),
                 }
             }
             Method::Post => {
                 let s = &mut self.sessions[idx as usize];
                 match s.eio.handle_post(&req.body, now) {
-                    Ok(()) => RequestOutcome::Respond(simple(200, "text/html", b"ok", &headers, req.keep_alive)),
-                    Err(e) => {
-                        RequestOutcome::Respond(simple(e.status(), "application/json", e.json().as_bytes(), &headers, req.keep_alive))
-                    }
+                    Ok(()) => RequestOutcome::Respond(simple(
+                        200,
+                        "text/html",
+                        b"ok",
+                        &headers,
+                        req.keep_alive,
+                    )),
+                    Err(e) => RequestOutcome::Respond(simple(
+                        e.status(),
+                        "application/json",
+                        e.json().as_bytes(),
+                        &headers,
+                        req.keep_alive,
+                    )),
                 }
             }
-            _ => RequestOutcome::Respond(simple(405, "text/plain", b"Method Not Allowed", &headers, req.keep_alive)),
+            _ => RequestOutcome::Respond(simple(
+                405,
+                "text/plain",
+                b"Method Not Allowed",
+                &headers,
+                req.keep_alive,
+            )),
         };
         self.after_input(idx);
         outcome
@@ -468,7 +563,9 @@ impl Shard {
     /// session. Returns the response to write.
     pub fn handle_oversized_post(&mut self, sid: Option<&str>) -> Vec<u8> {
         if let Some(&idx) = sid.and_then(|s| self.sids.get(s)) {
-            self.sessions[idx as usize].eio.close(CloseReason::TransportError);
+            self.sessions[idx as usize]
+                .eio
+                .close(CloseReason::TransportError);
             self.after_input(idx);
         }
         simple(413, "text/plain", b"Payload Too Large", &[], false)
@@ -478,8 +575,10 @@ impl Shard {
 
     /// A complete WebSocket message arrived on `conn`, which carries `session`.
     pub fn handle_ws(&mut self, conn: ConnKey, session: SessionKey, msg: WsInput<'_>) {
-        let Some(s) = self.session_mut(session) else { return };
         let now = self.now;
+        let Some(s) = self.session_mut(session) else {
+            return;
+        };
         if s.probe_conn == Some(conn) {
             s.eio.handle_probe(msg, now);
         } else if s.ws_conn == Some(conn) {
@@ -492,7 +591,9 @@ impl Shard {
 
     /// A connection that carried `session` (WebSocket or parked poll) ended.
     pub fn handle_conn_closed(&mut self, conn: ConnKey, session: SessionKey, error: bool) {
-        let Some(s) = self.session_mut(session) else { return };
+        let Some(s) = self.session_mut(session) else {
+            return;
+        };
         if s.probe_conn == Some(conn) {
             s.probe_conn = None;
             s.eio.handle_probe_closed();
@@ -508,20 +609,44 @@ impl Shard {
         self.after_input(session.idx);
     }
 
+    /// The WebSocket `conn` of `session` overflowed its output limit: close the session as a
+    /// slow consumer (the runtime drops the connection).
+    pub fn handle_slow_consumer(&mut self, conn: ConnKey, session: SessionKey) {
+        let Some(s) = self.session_mut(session) else {
+            return;
+        };
+        if s.ws_conn == Some(conn) {
+            s.ws_conn = None;
+        } else if s.probe_conn == Some(conn) {
+            s.probe_conn = None;
+            s.eio.handle_probe_closed();
+            return self.after_input(session.idx);
+        }
+        s.eio.close(CloseReason::SlowConsumer);
+        self.after_input(session.idx);
+    }
+
     /// The session a parked poll on `conn` belongs to, so the runtime can report its closing.
     pub fn session_of_sid(&self, sid: &str) -> Option<SessionKey> {
         let &idx = self.sids.get(sid)?;
-        Some(SessionKey { idx, generation: self.sessions[idx as usize].generation })
+        Some(SessionKey {
+            idx,
+            generation: self.sessions[idx as usize].generation,
+        })
     }
 
     fn session_mut(&mut self, key: SessionKey) -> Option<&mut SessionEntry> {
-        self.sessions.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
+        self.sessions
+            .get_mut(key.idx as usize)
+            .filter(|s| s.generation == key.generation)
     }
 
     // ----- timers -----------------------------------------------------------------------
 
     fn arm(&mut self, idx: u32) {
-        let Some(s) = self.sessions.get_mut(idx as usize) else { return };
+        let Some(s) = self.sessions.get_mut(idx as usize) else {
+            return;
+        };
         let deadline = match (s.eio.poll_timeout(), s.connect_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -530,7 +655,10 @@ impl Shard {
             && s.armed.is_none_or(|a| d < a)
         {
             s.armed = Some(d);
-            let t = Timer::Session { idx, generation: s.generation };
+            let t = Timer::Session {
+                idx,
+                generation: s.generation,
+            };
             self.timers.push(Reverse((d, t)));
         }
     }
@@ -550,7 +678,9 @@ impl Shard {
             self.timers.pop();
             match timer {
                 Timer::Session { idx, generation } => {
-                    let Some(s) = self.sessions.get_mut(idx as usize) else { continue };
+                    let Some(s) = self.sessions.get_mut(idx as usize) else {
+                        continue;
+                    };
                     if s.generation != generation || s.armed != Some(t) {
                         continue;
                     }
@@ -564,9 +694,15 @@ impl Shard {
                     s.eio.handle_timeout(now);
                     self.after_input(idx);
                 }
-                Timer::Ack { idx, generation, id } => {
+                Timer::Ack {
+                    idx,
+                    generation,
+                    id,
+                } => {
                     let key = SocketKey { idx, generation };
-                    let Some(cb) = self.socket_mut(key).and_then(|s| s.acks.remove(&id)) else { continue };
+                    let Some(cb) = self.socket_mut(key).and_then(|s| s.acks.remove(&id)) else {
+                        continue;
+                    };
                     cb(&mut Socket::new(self, key), Err(AckError::Timeout));
                 }
             }
@@ -600,7 +736,9 @@ impl Shard {
 
     fn process_session(&mut self, idx: u32) {
         loop {
-            let Some(s) = self.sessions.get_mut(idx as usize) else { return };
+            let Some(s) = self.sessions.get_mut(idx as usize) else {
+                return;
+            };
             if let Some(ev) = s.eio.poll_event() {
                 match ev {
                     SessionEvent::Message(d) => self.handle_message(idx, d),
@@ -648,7 +786,13 @@ impl Shard {
                 Transmit::PollResponse(body) => {
                     if let Some(c) = s.get_conn.take() {
                         let headers = self.def.config.cors.headers(s.get_origin.as_deref());
-                        let bytes = simple(200, "text/plain; charset=UTF-8", &body, &headers, s.get_keep_alive);
+                        let bytes = simple(
+                            200,
+                            "text/plain; charset=UTF-8",
+                            &body,
+                            &headers,
+                            s.get_keep_alive,
+                        );
                         self.cmds.push(ConnCmd::Bytes(c, bytes));
                         self.cmds.push(ConnCmd::Unpark(c));
                     }
@@ -662,7 +806,13 @@ impl Shard {
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
             let generation = self.sockets[sock as usize].generation;
-            self.remove_socket(SocketKey { idx: sock, generation }, reason.into());
+            self.remove_socket(
+                SocketKey {
+                    idx: sock,
+                    generation,
+                },
+                reason.into(),
+            );
         }
         self.remove_session(idx);
     }
@@ -692,12 +842,23 @@ impl Shard {
         if let Endpoint::Engine(app) = &self.def.endpoints[endpoint as usize].1 {
             let app = app.clone();
             let generation = self.sessions[idx as usize].generation;
-            app.on_message(&mut EngineSocket { shard: self, session: SessionKey { idx, generation } }, data);
+            app.on_message(
+                &mut EngineSocket {
+                    shard: self,
+                    session: SessionKey { idx, generation },
+                },
+                data,
+            );
             return;
         }
-        let limits = DecoderLimits { max_attachments: self.def.config.limits.max_attachments, ..DecoderLimits::default() };
+        let limits = DecoderLimits {
+            max_attachments: self.def.config.limits.max_attachments,
+            ..DecoderLimits::default()
+        };
         let s = &mut self.sessions[idx as usize];
-        let decoder = s.decoder.get_or_insert_with(|| Box::new(Decoder::new(limits)));
+        let decoder = s
+            .decoder
+            .get_or_insert_with(|| Box::new(Decoder::new(limits)));
         let decoded = match data {
             Data::Text(t) => decoder.feed_text(&t),
             Data::Binary(b) => decoder.feed_binary(b),
@@ -712,38 +873,68 @@ impl Shard {
     fn handle_packet(&mut self, idx: u32, p: sio::Packet) {
         let ns_idx = self.def.ns_index.get(p.ns.as_str()).copied();
         let socket = ns_idx.and_then(|n| {
-            self.sessions[idx as usize].sockets.iter().find(|(sn, _)| *sn == n).map(|&(_, i)| i)
+            self.sessions[idx as usize]
+                .sockets
+                .iter()
+                .find(|(sn, _)| *sn == n)
+                .map(|&(_, i)| i)
         });
         match (p.kind, socket) {
             (PacketKind::Connect, None) => self.connect(idx, ns_idx, &p),
             (PacketKind::Connect, Some(_)) => {}
             (PacketKind::Disconnect, Some(sock)) => {
-                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                let key = SocketKey {
+                    idx: sock,
+                    generation: self.sockets[sock as usize].generation,
+                };
                 self.remove_socket(key, DisconnectReason::ClientNamespaceDisconnect);
             }
             (PacketKind::Event | PacketKind::BinaryEvent, Some(sock)) => {
-                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                let key = SocketKey {
+                    idx: sock,
+                    generation: self.sockets[sock as usize].generation,
+                };
                 let Ok((name, args)) = p.event() else {
-                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
+                    self.sessions[idx as usize]
+                        .eio
+                        .close(CloseReason::ForcedClose);
                     return;
                 };
-                let ev = Event::new(name.to_owned(), join_raw(&args), p.attachments.clone(), p.id);
+                let ev = Event::new(
+                    name.into_owned(),
+                    join_raw(&args),
+                    p.attachments.clone(),
+                    p.id,
+                );
                 self.dispatch(key, ev);
             }
             (PacketKind::Ack | PacketKind::BinaryAck, Some(sock)) => {
-                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
+                let key = SocketKey {
+                    idx: sock,
+                    generation: self.sockets[sock as usize].generation,
+                };
                 let (Some(id), Ok(args)) = (p.id, p.ack_args()) else {
-                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
+                    self.sessions[idx as usize]
+                        .eio
+                        .close(CloseReason::ForcedClose);
                     return;
                 };
                 let args_raw = join_raw(&args);
                 if let Some(cb) = self.sockets[sock as usize].acks.remove(&id) {
-                    cb(&mut Socket::new(self, key), Ok(AckResponse { args_raw, attachments: p.attachments }));
+                    cb(
+                        &mut Socket::new(self, key),
+                        Ok(AckResponse {
+                            args_raw,
+                            attachments: p.attachments,
+                        }),
+                    );
                 }
             }
             // A packet for a namespace the client has not joined, or a CONNECT_ERROR from a
             // client: the reference closes the connection.
-            _ => self.sessions[idx as usize].eio.close(CloseReason::ForcedClose),
+            _ => self.sessions[idx as usize]
+                .eio
+                .close(CloseReason::ForcedClose),
         }
     }
 
@@ -755,7 +946,10 @@ impl Shard {
             return;
         };
         let base = self.sessions[idx as usize].base.clone();
-        let auth = p.data.clone().unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
+        let auth = p
+            .data
+            .clone()
+            .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
         let handshake = Rc::new(Handshake {
             query: base.query.clone(),
             headers: base.headers.clone(),
@@ -768,7 +962,10 @@ impl Shard {
         let ns = &def.namespaces[ns_idx as usize];
         for mw in &ns.middlewares {
             if let Err(e) = mw(&handshake) {
-                let data = e.data.as_ref().and_then(|d| serde_json::value::to_raw_value(d).ok());
+                let data = e
+                    .data
+                    .as_ref()
+                    .and_then(|d| serde_json::value::to_raw_value(d).ok());
                 sio::encode_connect_error(&p.ns, &e.message, data.as_deref(), &mut text);
                 self.send_session(idx, Outgoing::text(&text));
                 return;
@@ -795,7 +992,13 @@ impl Shard {
         sio::encode_connect_ok(&p.ns, &id, &mut text);
         self.send_session(idx, Outgoing::text(&text));
         if let Some(h) = &ns.on_connect {
-            h(&mut Socket::new(self, SocketKey { idx: sock, generation }));
+            h(&mut Socket::new(
+                self,
+                SocketKey {
+                    idx: sock,
+                    generation,
+                },
+            ));
         }
     }
 
@@ -803,7 +1006,11 @@ impl Shard {
         let per_socket = self.sockets[key.idx as usize]
             .handlers
             .as_ref()
-            .and_then(|hs| hs.iter().find(|(n, _)| *n == ev.name).map(|(_, h)| h.clone()));
+            .and_then(|hs| {
+                hs.iter()
+                    .find(|(n, _)| *n == ev.name)
+                    .map(|(_, h)| h.clone())
+            });
         if let Some(h) = per_socket {
             h(&mut Socket::new(self, key), ev);
             return;
@@ -845,11 +1052,15 @@ impl Shard {
     }
 
     pub(crate) fn socket_mut(&mut self, key: SocketKey) -> Option<&mut SocketEntry> {
-        self.sockets.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
+        self.sockets
+            .get_mut(key.idx as usize)
+            .filter(|s| s.generation == key.generation)
     }
 
     pub(crate) fn socket_ref(&self, key: SocketKey) -> Option<&SocketEntry> {
-        self.sockets.get(key.idx as usize).filter(|s| s.generation == key.generation)
+        self.sockets
+            .get(key.idx as usize)
+            .filter(|s| s.generation == key.generation)
     }
 
     fn send_session(&mut self, idx: u32, o: Outgoing) {
@@ -871,25 +1082,44 @@ impl Shard {
         ack: Option<(AckCallback, Duration)>,
     ) {
         let now = self.now;
-        let Some(sock) = self.socket_mut(key) else { return };
+        let def = self.def.clone();
+        let Some(sock) = self.socket_mut(key) else {
+            return;
+        };
         let id = ack.map(|(cb, timeout)| {
             let id = sock.next_ack;
             sock.next_ack += 1;
             sock.acks.insert(id, cb);
             (id, now + timeout)
         });
-        let ns_name = self.def.namespaces[sock.ns as usize].name.clone();
+        let ns_name = &def.namespaces[sock.ns as usize].name;
         let session = sock.session;
         if let Some((ack_id, deadline)) = id {
-            self.timers.push(Reverse((deadline, Timer::Ack { idx: key.idx, generation: key.generation, id: ack_id })));
+            self.timers.push(Reverse((
+                deadline,
+                Timer::Ack {
+                    idx: key.idx,
+                    generation: key.generation,
+                    id: ack_id,
+                },
+            )));
         }
-        for o in encode_event_packets(&ns_name, id.map(|(i, _)| i), event, args_inner, &attachments) {
+        for o in encode_event_packets(ns_name, id.map(|(i, _)| i), event, args_inner, &attachments)
+        {
             self.send_session(session, o);
         }
     }
 
-    pub(crate) fn ack_to(&mut self, key: SocketKey, ack_id: u64, args_inner: &str, attachments: Vec<Bytes>) {
-        let Some(sock) = self.socket_ref(key) else { return };
+    pub(crate) fn ack_to(
+        &mut self,
+        key: SocketKey,
+        ack_id: u64,
+        args_inner: &str,
+        attachments: Vec<Bytes>,
+    ) {
+        let Some(sock) = self.socket_ref(key) else {
+            return;
+        };
         let ns_name = &self.def.namespaces[sock.ns as usize].name;
         let session = sock.session;
         let mut text = String::from("4");
@@ -902,7 +1132,9 @@ impl Shard {
 
     pub(crate) fn join(&mut self, key: SocketKey, room: &str) -> bool {
         let max = self.def.config.limits.max_rooms_per_socket;
-        let Some(sock) = self.socket_ref(key) else { return false };
+        let Some(sock) = self.socket_ref(key) else {
+            return false;
+        };
         if *sock.id == *room {
             return true;
         }
@@ -918,7 +1150,9 @@ impl Shard {
     }
 
     pub(crate) fn leave(&mut self, key: SocketKey, room: &str) {
-        let Some(sock) = self.socket_ref(key) else { return };
+        let Some(sock) = self.socket_ref(key) else {
+            return;
+        };
         let ns_idx = sock.ns;
         if self.namespaces[ns_idx as usize].rooms.leave(key.idx, room) == Change::Occupancy {
             self.announce_occupancy(ns_idx, Room::from(room), false);
@@ -926,9 +1160,17 @@ impl Shard {
     }
 
     pub(crate) fn rooms_of(&self, key: SocketKey) -> Vec<String> {
-        let Some(sock) = self.socket_ref(key) else { return Vec::new() };
+        let Some(sock) = self.socket_ref(key) else {
+            return Vec::new();
+        };
         let mut v = vec![sock.id.to_string()];
-        v.extend(self.namespaces[sock.ns as usize].rooms.rooms_of(key.idx).iter().map(|r| r.to_string()));
+        v.extend(
+            self.namespaces[sock.ns as usize]
+                .rooms
+                .rooms_of(key.idx)
+                .iter()
+                .map(|r| r.to_string()),
+        );
         v
     }
 
@@ -943,7 +1185,9 @@ impl Shard {
     /// Server-side disconnect of one socket: `41` to the client, then removal; with
     /// `close_session` the whole Engine.IO session is closed too.
     pub(crate) fn disconnect(&mut self, key: SocketKey, close_session: bool) {
-        let Some(sock) = self.socket_ref(key) else { return };
+        let Some(sock) = self.socket_ref(key) else {
+            return;
+        };
         let session = sock.session;
         let mut text = String::from("4");
         sio::encode_disconnect(&self.def.namespaces[sock.ns as usize].name, &mut text);
@@ -961,7 +1205,15 @@ impl Shard {
         }
         for c in 0..self.n_cores {
             if c as CoreId != self.core {
-                self.outbox.push((c as CoreId, ShardMsg::Occupancy { ns, room: room.clone(), core: self.core, present }));
+                self.outbox.push((
+                    c as CoreId,
+                    ShardMsg::Occupancy {
+                        ns,
+                        room: room.clone(),
+                        core: self.core,
+                        present,
+                    },
+                ));
             }
         }
     }
@@ -981,7 +1233,12 @@ impl Shard {
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        let msg = BroadcastMsg { ns, rooms, except, packets };
+        let msg = BroadcastMsg {
+            ns,
+            rooms,
+            except,
+            packets,
+        };
         let mut mask: u64 = 0;
         if msg.rooms.is_empty() {
             mask = u64::MAX;
@@ -1000,7 +1257,8 @@ impl Shard {
             let msg = Arc::new(msg);
             for c in 0..self.n_cores.min(64) {
                 if mask & (1 << c) != 0 {
-                    self.outbox.push((c as CoreId, ShardMsg::Broadcast(msg.clone())));
+                    self.outbox
+                        .push((c as CoreId, ShardMsg::Broadcast(msg.clone())));
                 }
             }
         }
@@ -1024,7 +1282,10 @@ impl Shard {
         } else {
             let mut seen: HashSet<u32> = HashSet::new();
             for r in &msg.rooms {
-                let own = self.socket_ids.get(r).filter(|&&i| self.sockets[i as usize].ns == msg.ns);
+                let own = self
+                    .socket_ids
+                    .get(r)
+                    .filter(|&&i| self.sockets[i as usize].ns == msg.ns);
                 for &i in state.rooms.members(r).into_iter().flatten().chain(own) {
                     if !excluded.contains(&i) && (msg.rooms.len() == 1 || seen.insert(i)) {
                         targets.push(i);
@@ -1044,7 +1305,12 @@ impl Shard {
     pub fn handle_msg(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Broadcast(b) => self.deliver_local(&b, None),
-            ShardMsg::Occupancy { ns, room, core, present } => {
+            ShardMsg::Occupancy {
+                ns,
+                room,
+                core,
+                present,
+            } => {
                 let remote = &mut self.namespaces[ns as usize].remote;
                 let bit = 1u64 << (core as u32 % 64);
                 if present {
@@ -1066,13 +1332,23 @@ impl Shard {
         self.shutting_down = true;
         let idxs: Vec<u32> = self.sessions.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
-            self.sessions[idx as usize].eio.close(CloseReason::ServerShutdown);
+            self.sessions[idx as usize]
+                .eio
+                .close(CloseReason::ServerShutdown);
             self.after_input(idx);
         }
     }
 
     /// Broadcast from outside any socket (`ServerHandle` on this core).
-    pub fn emit_all(&mut self, ns: &str, rooms: Vec<Room>, except: Vec<Room>, event: &str, args_inner: &str, attachments: &[Bytes]) {
+    pub fn emit_all(
+        &mut self,
+        ns: &str,
+        rooms: Vec<Room>,
+        except: Vec<Room>,
+        event: &str,
+        args_inner: &str,
+        attachments: &[Bytes],
+    ) {
         if let Some(&n) = self.def.ns_index.get(ns) {
             self.broadcast_local_only(n, rooms, except, event, args_inner, attachments);
         }
@@ -1089,7 +1365,15 @@ impl Shard {
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets }, None);
+        self.deliver_local(
+            &BroadcastMsg {
+                ns,
+                rooms,
+                except,
+                packets,
+            },
+            None,
+        );
     }
 
     /// Send a plain Engine.IO message (plain Engine.IO endpoints).
@@ -1123,7 +1407,13 @@ pub trait EngineApp: Send + Sync {
 }
 
 /// The Engine.IO packets of one Socket.IO event: the text packet then its attachments.
-fn encode_event_packets(ns: &str, id: Option<u64>, event: &str, args_inner: &str, attachments: &[Bytes]) -> Vec<Outgoing> {
+fn encode_event_packets(
+    ns: &str,
+    id: Option<u64>,
+    event: &str,
+    args_inner: &str,
+    attachments: &[Bytes],
+) -> Vec<Outgoing> {
     let mut text = String::with_capacity(args_inner.len() + event.len() + ns.len() + 8);
     text.push('4');
     sio::encode_event(ns, id, event, args_inner, attachments.len(), &mut text);
@@ -1145,18 +1435,15 @@ fn join_raw(args: &[&RawValue]) -> String {
     s
 }
 
-fn simple(status: u16, content_type: &str, body: &[u8], headers: &[(&'static str, String)], keep_alive: bool) -> Vec<u8> {
+fn simple(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&'static str, String)],
+    keep_alive: bool,
+) -> Vec<u8> {
     let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut out = Vec::with_capacity(body.len() + 160);
     write_simple(status, content_type, body, &extra, keep_alive, &mut out);
     out
-}
-
-// The socket handle type used by `Socket::on`; kept here so the shard owns the storage.
-pub(crate) type SocketHandlerFn = SocketHandler;
-pub(crate) type AckCallbackFn = AckCallback;
-
-#[allow(dead_code)]
-fn _assert_types() {
-    let _: Option<RefCell<()>> = None;
 }

@@ -64,7 +64,9 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownType(b) => write!(f, "unknown packet type byte 0x{b:02x}"),
             DecodeError::InvalidBase64 => f.write_str("invalid base64 in binary record"),
             DecodeError::InvalidUtf8 => f.write_str("payload is not UTF-8"),
-            DecodeError::UnexpectedType(b) => write!(f, "packet type {} not allowed here", *b as char),
+            DecodeError::UnexpectedType(b) => {
+                write!(f, "packet type {} not allowed here", *b as char)
+            }
         }
     }
 }
@@ -161,7 +163,10 @@ pub fn append_binary_record(out: &mut Vec<u8>, data: &[u8]) {
     }
     out.push(b'b');
     let start = out.len();
-    out.resize(start + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
+    out.resize(
+        start + base64::encoded_len(data.len(), true).unwrap_or(0),
+        0,
+    );
     let n = BASE64.encode_slice(data, &mut out[start..]).unwrap_or(0);
     out.truncate(start + n);
 }

@@ -91,7 +91,11 @@ pub struct Outgoing {
 impl Outgoing {
     /// A text packet; `packet_text` includes the Engine.IO type digit (e.g. `42["a"]`).
     pub fn text(packet_text: &str) -> Outgoing {
-        Self::framed(crate::http::websocket::OpCode::Text, packet_text.as_bytes(), false)
+        Self::framed(
+            crate::http::websocket::OpCode::Text,
+            packet_text.as_bytes(),
+            false,
+        )
     }
 
     /// A binary message packet (a Socket.IO attachment, or a plain binary message).
@@ -115,7 +119,11 @@ impl Outgoing {
         let mut v = Vec::with_capacity(payload.len() + 10);
         crate::http::websocket::encode_frame(op, payload, &mut v);
         let header_len = (v.len() - payload.len()) as u8;
-        Outgoing { frame: Bytes::from(v), header_len, binary }
+        Outgoing {
+            frame: Bytes::from(v),
+            header_len,
+            binary,
+        }
     }
 
     /// The whole WebSocket frame.
@@ -233,12 +241,20 @@ impl EioError {
 
     /// The JSON body of the reference server.
     pub fn json(self) -> String {
-        format!("{{\"code\":{},\"message\":\"{}\"}}", self.code(), self.message())
+        format!(
+            "{{\"code\":{},\"message\":\"{}\"}}",
+            self.code(),
+            self.message()
+        )
     }
 
     /// HTTP status: 403 for `Forbidden`, 400 otherwise.
     pub fn status(self) -> u16 {
-        if self == EioError::Forbidden { 403 } else { 400 }
+        if self == EioError::Forbidden {
+            403
+        } else {
+            400
+        }
     }
 }
 
@@ -246,7 +262,10 @@ impl EioError {
 enum Upgrade {
     None,
     /// A WebSocket was attached for probing; `probed` once `2probe` was answered.
-    Probing { deadline: Instant, probed: bool },
+    Probing {
+        deadline: Instant,
+        probed: bool,
+    },
 }
 
 /// One Engine.IO session. See the module documentation for the calling contract.
@@ -402,19 +421,28 @@ impl Session {
     /// The session's WebSocket ended (closed by the peer, or an IO error).
     pub fn handle_ws_closed(&mut self, error: bool) {
         if self.transport == TransportKind::WebSocket {
-            self.close(if error { CloseReason::TransportError } else { CloseReason::TransportClose });
+            self.close(if error {
+                CloseReason::TransportError
+            } else {
+                CloseReason::TransportClose
+            });
         }
     }
 
     /// Whether a WebSocket may be attached for an upgrade now.
     pub fn can_probe(&self) -> bool {
-        self.closed.is_none() && self.transport == TransportKind::Polling && self.upgrade == Upgrade::None
+        self.closed.is_none()
+            && self.transport == TransportKind::Polling
+            && self.upgrade == Upgrade::None
     }
 
     /// A WebSocket carrying this sid was accepted for the upgrade (check `can_probe` first).
     pub fn handle_probe_open(&mut self, now: Instant) {
         debug_assert!(self.can_probe());
-        self.upgrade = Upgrade::Probing { deadline: now + self.cfg.upgrade_timeout, probed: false };
+        self.upgrade = Upgrade::Probing {
+            deadline: now + self.cfg.upgrade_timeout,
+            probed: false,
+        };
     }
 
     /// A message arrived on the probing WebSocket.
@@ -424,12 +452,17 @@ impl Session {
         };
         match decode_ws(msg) {
             Ok(Packet::Ping(ref d)) if d == "probe" && !probed => {
-                self.transmits.push_back(Transmit::Probe(Outgoing::text("3probe")));
-                self.upgrade = Upgrade::Probing { deadline, probed: true };
+                self.transmits
+                    .push_back(Transmit::Probe(Outgoing::text("3probe")));
+                self.upgrade = Upgrade::Probing {
+                    deadline,
+                    probed: true,
+                };
                 // Force the client's pending poll to return so it can pause and upgrade.
                 if self.get_parked {
                     self.get_parked = false;
-                    self.transmits.push_back(Transmit::PollResponse(b"6".to_vec()));
+                    self.transmits
+                        .push_back(Transmit::PollResponse(b"6".to_vec()));
                 } else {
                     self.noop_due = true;
                 }
@@ -440,7 +473,8 @@ impl Session {
                 self.transport = TransportKind::WebSocket;
                 if self.get_parked {
                     self.get_parked = false;
-                    self.transmits.push_back(Transmit::PollResponse(b"6".to_vec()));
+                    self.transmits
+                        .push_back(Transmit::PollResponse(b"6".to_vec()));
                 }
                 self.events.push_back(SessionEvent::Upgraded);
                 self.flush();
@@ -494,7 +528,8 @@ impl Session {
         self.queued_bytes = 0;
         if self.get_parked {
             self.get_parked = false;
-            self.transmits.push_back(Transmit::PollResponse(b"1".to_vec()));
+            self.transmits
+                .push_back(Transmit::PollResponse(b"1".to_vec()));
         }
         if self.is_upgrading() {
             self.upgrade = Upgrade::None;
@@ -651,7 +686,10 @@ mod tests {
         let mut s = Session::new(TransportKind::WebSocket, cfg(), t0);
         s.handle_timeout(ms(t0, 300));
         s.handle_timeout(ms(t0, 500));
-        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::PingTimeout)]
+        );
         assert_eq!(s.poll_timeout(), None);
         // Reported once.
         assert!(events(&mut s).is_empty());
@@ -663,11 +701,20 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         s.handle_timeout(ms(t0, 300));
         // The ping waits for a poll.
-        assert_eq!(s.handle_get(ms(t0, 301)), GetOutcome::Respond(b"2".to_vec()));
+        assert_eq!(
+            s.handle_get(ms(t0, 301)),
+            GetOutcome::Respond(b"2".to_vec())
+        );
         assert_eq!(s.handle_get(ms(t0, 302)), GetOutcome::Park);
         s.handle_timeout(ms(t0, 500));
-        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"1".to_vec())]);
-        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::PingTimeout)]);
+        assert_eq!(
+            transmits(&mut s),
+            vec![Transmit::PollResponse(b"1".to_vec())]
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::PingTimeout)]
+        );
     }
 
     #[test]
@@ -676,8 +723,14 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         assert_eq!(s.handle_get(t0), GetOutcome::Park);
         assert_eq!(s.handle_get(t0), GetOutcome::Reject(EioError::BadRequest));
-        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"1".to_vec())]);
-        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::TransportError)]);
+        assert_eq!(
+            transmits(&mut s),
+            vec![Transmit::PollResponse(b"1".to_vec())]
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::TransportError)]
+        );
     }
 
     #[test]
@@ -686,7 +739,10 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         s.send(Outgoing::text("4a"));
         s.send(Outgoing::binary(&[1, 2]));
-        assert_eq!(s.handle_get(t0), GetOutcome::Respond(b"4a\x1ebAQI=".to_vec()));
+        assert_eq!(
+            s.handle_get(t0),
+            GetOutcome::Respond(b"4a\x1ebAQI=".to_vec())
+        );
     }
 
     #[test]
@@ -695,7 +751,10 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         assert_eq!(s.handle_get(t0), GetOutcome::Park);
         s.send(Outgoing::text("4x"));
-        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"4x".to_vec())]);
+        assert_eq!(
+            transmits(&mut s),
+            vec![Transmit::PollResponse(b"4x".to_vec())]
+        );
         assert!(!s.has_parked_get());
     }
 
@@ -733,7 +792,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(TransportKind::WebSocket, cfg(), t0);
         s.handle_ws(WsInput::Text("2"), t0);
-        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::TransportError)]);
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::TransportError)]
+        );
     }
 
     #[test]
@@ -746,13 +808,19 @@ mod tests {
         s.handle_probe(WsInput::Text("2probe"), t0);
         assert_eq!(
             transmits(&mut s),
-            vec![Transmit::Probe(Outgoing::text("3probe")), Transmit::PollResponse(b"6".to_vec())]
+            vec![
+                Transmit::Probe(Outgoing::text("3probe")),
+                Transmit::PollResponse(b"6".to_vec())
+            ]
         );
         // Packets sent during the upgrade still go to polling.
         s.send(Outgoing::text("4during"));
         s.handle_probe(WsInput::Text("5"), ms(t0, 10));
         assert_eq!(events(&mut s), vec![SessionEvent::Upgraded]);
-        assert_eq!(transmits(&mut s), vec![Transmit::Ws(Outgoing::text("4during"))]);
+        assert_eq!(
+            transmits(&mut s),
+            vec![Transmit::Ws(Outgoing::text("4during"))]
+        );
         assert_eq!(s.transport(), TransportKind::WebSocket);
         assert_eq!(s.handle_get(t0), GetOutcome::Reject(EioError::BadRequest));
         assert!(!s.can_probe());
@@ -800,13 +868,22 @@ mod tests {
         for _ in 0..20 {
             s.send(Outgoing::text(&"4".repeat(100)));
         }
-        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::SlowConsumer)]);
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::SlowConsumer)]
+        );
     }
 
     #[test]
     fn errors_have_reference_bodies() {
-        assert_eq!(EioError::UnknownSid.json(), r#"{"code":1,"message":"Session ID unknown"}"#);
-        assert_eq!(EioError::UnknownTransport.json(), r#"{"code":0,"message":"Transport unknown"}"#);
+        assert_eq!(
+            EioError::UnknownSid.json(),
+            r#"{"code":1,"message":"Session ID unknown"}"#
+        );
+        assert_eq!(
+            EioError::UnknownTransport.json(),
+            r#"{"code":0,"message":"Transport unknown"}"#
+        );
         assert_eq!(
             EioError::UnsupportedProtocolVersion.json(),
             r#"{"code":5,"message":"Unsupported protocol version"}"#

@@ -1,1 +1,161 @@
-//! The only IO in sockeye: per-core mio event loops.
+//! The only IO in sockeye: one `mio` event loop per core.
+//!
+//! Each core has its own `SO_REUSEPORT` listener (the kernel spreads new connections), a slab
+//! of connections, a [`Shard`](crate::broker::Shard) with the protocol state, and an inbox
+//! (`crossbeam-channel`) with a `mio::Waker`. A sender wakes a core only when it is about to
+//! sleep or sleeping (`sleeping` flag), so a busy core drains its inbox without syscalls.
+//!
+//! See `core.rs` for the loop turn and `docs/ARCHITECTURE.md` for the lifetime of a connection.
+
+mod conn;
+mod core;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Token, Waker};
+
+use crate::api::ServerHandle;
+use crate::api::server::{RunningServer, ServerDef};
+use crate::broker::ShardMsg;
+
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
+pub(crate) const LISTENER: Token = Token(usize::MAX - 2);
+
+/// A message to a core.
+pub(crate) enum CoreMsg {
+    Shard(ShardMsg),
+    /// A connection whose request belongs to a session of the receiving core; `rbuf` holds
+    /// the unconsumed bytes, the request first.
+    Handoff {
+        stream: mio::net::TcpStream,
+        rbuf: Vec<u8>,
+        remote: Option<SocketAddr>,
+    },
+}
+
+/// How other threads reach one core.
+pub struct CoreHandle {
+    tx: Sender<CoreMsg>,
+    waker: Arc<Waker>,
+    sleeping: Arc<AtomicBool>,
+}
+
+impl CoreHandle {
+    pub(crate) fn send(&self, msg: ShardMsg) {
+        self.send_core(CoreMsg::Shard(msg));
+    }
+
+    pub(crate) fn send_core(&self, msg: CoreMsg) {
+        if self.tx.send(msg).is_ok() && self.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// Raise the soft open-file limit to the hard limit, so many connections can be open.
+pub fn raise_nofile_limit() -> io::Result<u64> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit struct we own; no other memory is touched.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if rl.rlim_cur < rl.rlim_max {
+        rl.rlim_cur = rl.rlim_max;
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(rl.rlim_cur)
+}
+
+fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.max(1024))?;
+    Ok(socket.into())
+}
+
+/// Bind one listener per core and start the cores.
+pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
+    let _ = raise_nofile_limit();
+    let cfg = &def.config;
+    let n = if cfg.cores == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.cores
+    }
+    .clamp(1, 64);
+    let addr = (cfg.host.as_str(), cfg.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "host resolves to no address")
+        })?;
+
+    // The first listener picks the port when 0 was asked; the others share it.
+    let first = bind_listener(addr, cfg.backlog)?;
+    let local_addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..n {
+        listeners.push(bind_listener(local_addr, cfg.backlog)?);
+    }
+
+    let mut polls = Vec::new();
+    let mut handles = Vec::new();
+    let mut inboxes: Vec<Receiver<CoreMsg>> = Vec::new();
+    let mut flags = Vec::new();
+    for _ in 0..n {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sleeping = Arc::new(AtomicBool::new(false));
+        handles.push(CoreHandle {
+            tx,
+            waker,
+            sleeping: sleeping.clone(),
+        });
+        polls.push(poll);
+        inboxes.push(rx);
+        flags.push(sleeping);
+    }
+    let peers = Arc::new(handles);
+    let mut threads = Vec::new();
+    for (i, ((poll, rx), (listener, sleeping))) in polls
+        .into_iter()
+        .zip(inboxes)
+        .zip(listeners.into_iter().zip(flags))
+        .enumerate()
+    {
+        let def = def.clone();
+        let peers = peers.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("sockeye-core-{i}"))
+            .spawn(move || {
+                let listener = mio::net::TcpListener::from_std(listener);
+                match core::Core::new(i as u8, def, poll, listener, rx, peers, sleeping) {
+                    Ok(mut c) => c.run(),
+                    Err(e) => eprintln!("sockeye: core {i} failed to start: {e}"),
+                }
+            })?;
+        threads.push(t);
+    }
+    Ok(RunningServer {
+        local_addr,
+        handle: ServerHandle { cores: peers },
+        threads,
+    })
+}

@@ -1,0 +1,139 @@
+//! One TCP connection: its socket, input buffer, bounded output buffer and what it carries.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+
+use crate::broker::SessionKey;
+use crate::http::websocket;
+
+/// What a connection is carrying now.
+pub(crate) enum ConnState {
+    /// Reading HTTP requests (polling requests, handshakes, other routes).
+    Http,
+    /// A GET poll waits for its answer; requests pipelined behind it wait too.
+    Parked {
+        session: SessionKey,
+        keep_alive: bool,
+    },
+    /// A WebSocket of an Engine.IO session (its transport, or a probe).
+    Ws {
+        session: SessionKey,
+        decoder: Box<websocket::Decoder>,
+    },
+}
+
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) generation: u32,
+    pub(crate) remote: Option<SocketAddr>,
+    pub(crate) rbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    pub(crate) state: ConnState,
+    /// Close once the output is flushed.
+    pub(crate) closing: bool,
+    /// In the core's list of connections to flush this turn.
+    pub(crate) dirty: bool,
+}
+
+/// Result of reading what the socket has.
+pub(crate) enum ReadOutcome {
+    /// Read until `WouldBlock`; the connection is still open.
+    Open,
+    /// The peer closed its side.
+    Eof,
+    Error,
+    /// More than `limit` bytes wait unprocessed.
+    Overflow,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        generation: u32,
+        remote: Option<SocketAddr>,
+        rbuf: Vec<u8>,
+    ) -> Conn {
+        Conn {
+            stream,
+            generation,
+            remote,
+            rbuf,
+            out: Vec::new(),
+            out_pos: 0,
+            state: ConnState::Http,
+            closing: false,
+            dirty: false,
+        }
+    }
+
+    /// Read everything available (edge-triggered readiness requires reading to `WouldBlock`),
+    /// keeping at most `limit` unprocessed bytes.
+    pub(crate) fn read_available(&mut self, limit: usize) -> ReadOutcome {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return ReadOutcome::Eof,
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    if self.rbuf.len() > limit {
+                        return ReadOutcome::Overflow;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return ReadOutcome::Error,
+            }
+        }
+    }
+
+    pub(crate) fn queue(&mut self, bytes: &[u8]) {
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Bytes waiting to be written.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Write as much as the socket takes. `Ok(true)` when everything was written.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            // Give back memory after a burst, keep a small buffer for idle connections.
+            if self.out.capacity() > 64 * 1024 {
+                self.out.shrink_to(4096);
+            }
+            Ok(true)
+        } else {
+            if self.out_pos > self.out.len() / 2 {
+                self.out.drain(..self.out_pos);
+                self.out_pos = 0;
+            }
+            Ok(false)
+        }
+    }
+
+    pub(crate) fn session(&self) -> Option<SessionKey> {
+        match &self.state {
+            ConnState::Http => None,
+            ConnState::Parked { session, .. } | ConnState::Ws { session, .. } => Some(*session),
+        }
+    }
+}
