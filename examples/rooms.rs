@@ -20,8 +20,10 @@ struct Auth {
 }
 
 fn main() -> std::io::Result<()> {
-    let mut cfg = Config::default();
-    cfg.host = "127.0.0.1".into();
+    let cfg = Config {
+        host: "127.0.0.1".into(),
+        ..Config::default()
+    };
     let mut server = ServerBuilder::new(cfg);
     server.namespace("/", |ns| {
         // Refuse clients without a name; they get CONNECT_ERROR with this message and data.

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{AckError, AckId, AckResponse, Event, Handshake, encode_args};
 use crate::broker::rooms::Room;
-use crate::broker::shard::{Shard, SocketKey};
+use crate::broker::shard::{Audience, Shard, SocketKey};
 
 /// One socket (a client connected to one namespace), valid while a handler runs. Operations
 /// take effect at once on this core: an `emit` is queued for the client, a `join` is visible
@@ -214,10 +214,12 @@ impl Broadcast<'_> {
 
     pub fn emit_raw(self, event: &str, args_inner: &str, attachments: Vec<Bytes>) {
         self.shard.broadcast(
-            self.ns,
-            self.rooms,
-            self.except,
-            self.skip,
+            Audience {
+                ns: self.ns,
+                rooms: self.rooms,
+                except: self.except,
+                skip: self.skip,
+            },
             event,
             args_inner,
             &attachments,

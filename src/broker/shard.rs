@@ -129,6 +129,15 @@ impl std::fmt::Debug for ShardMsg {
     }
 }
 
+/// Who a broadcast reaches: the members of `rooms` in namespace `ns` (everyone in it when
+/// `rooms` is empty), minus the members of `except`, minus the socket `skip`.
+pub(crate) struct Audience {
+    pub(crate) ns: u16,
+    pub(crate) rooms: Vec<Room>,
+    pub(crate) except: Vec<Room>,
+    pub(crate) skip: Option<SocketKey>,
+}
+
 /// A broadcast encoded once: the Engine.IO packets (text packet plus attachments).
 #[derive(Debug)]
 pub struct BroadcastMsg {
@@ -179,7 +188,7 @@ pub(crate) struct SocketEntry {
     pub(crate) handshake: Rc<Handshake>,
     acks: HashMap<u64, AckCallback>,
     next_ack: u64,
-    handlers: Option<Box<Vec<(String, SocketHandler)>>>,
+    handlers: Vec<(String, SocketHandler)>,
     pub(crate) data: Option<Box<dyn std::any::Any>>,
 }
 
@@ -981,7 +990,7 @@ impl Shard {
             handshake,
             acks: HashMap::new(),
             next_ack: 0,
-            handlers: None,
+            handlers: Vec::new(),
             data: None,
         }) as u32;
         self.socket_ids.insert(id.clone(), sock);
@@ -1005,12 +1014,9 @@ impl Shard {
     fn dispatch(&mut self, key: SocketKey, ev: Event) {
         let per_socket = self.sockets[key.idx as usize]
             .handlers
-            .as_ref()
-            .and_then(|hs| {
-                hs.iter()
-                    .find(|(n, _)| *n == ev.name)
-                    .map(|(_, h)| h.clone())
-            });
+            .iter()
+            .find(|(n, _)| *n == ev.name)
+            .map(|(_, h)| h.clone());
         if let Some(h) = per_socket {
             h(&mut Socket::new(self, key), ev);
             return;
@@ -1176,9 +1182,8 @@ impl Shard {
 
     pub(crate) fn set_handler(&mut self, key: SocketKey, event: &str, h: SocketHandler) {
         if let Some(sock) = self.socket_mut(key) {
-            let hs = sock.handlers.get_or_insert_with(Default::default);
-            hs.retain(|(n, _)| n != event);
-            hs.push((event.to_owned(), h));
+            sock.handlers.retain(|(n, _)| n != event);
+            sock.handlers.push((event.to_owned(), h));
         }
     }
 
@@ -1223,14 +1228,17 @@ impl Shard {
     /// may have members.
     pub(crate) fn broadcast(
         &mut self,
-        ns: u16,
-        rooms: Vec<Room>,
-        except: Vec<Room>,
-        skip: Option<SocketKey>,
+        to: Audience,
         event: &str,
         args_inner: &str,
         attachments: &[Bytes],
     ) {
+        let Audience {
+            ns,
+            rooms,
+            except,
+            skip,
+        } = to;
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
         let msg = BroadcastMsg {

@@ -91,6 +91,9 @@ impl Packet {
     pub fn decode_text(s: &str) -> Result<Packet, DecodeError> {
         let bytes = s.as_bytes();
         let (&t, _) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if !(b'0'..=b'6').contains(&t) {
+            return Err(DecodeError::UnknownType(t));
+        }
         // The type digit is ASCII, so index 1 is a char boundary.
         let rest = &s[1..];
         Ok(match t {
@@ -246,6 +249,19 @@ mod tests {
         assert_eq!(decode_record(&[b'4', 0xff]), Err(DecodeError::InvalidUtf8));
         let errs: Vec<_> = decode_payload(b"4a\x1e\x1e4b").collect();
         assert_eq!(errs[1], Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn multibyte_first_character_is_unknown_type_not_a_panic() {
+        // Found by the property test: slicing after the first byte of '߀' panicked.
+        assert_eq!(
+            Packet::decode_text("߀"),
+            Err(DecodeError::UnknownType(0xdf))
+        );
+        assert_eq!(
+            decode_record("߀x".as_bytes()),
+            Err(DecodeError::UnknownType(0xdf))
+        );
     }
 
     #[test]

@@ -284,6 +284,11 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     closed: Option<CloseReason>,
     close_reported: bool,
+    /// A server-initiated close over polling waits for one more poll to deliver what was queued
+    /// (e.g. a Socket.IO DISCONNECT) followed by the close packet, until this deadline.
+    linger_until: Option<Instant>,
+    /// The latest time passed to any `handle_*` method.
+    clock: Instant,
     events: VecDeque<SessionEvent>,
     transmits: VecDeque<Transmit>,
 }
@@ -304,6 +309,8 @@ impl Session {
             pong_deadline: None,
             closed: None,
             close_reported: false,
+            linger_until: None,
+            clock: now,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
         }
@@ -348,9 +355,14 @@ impl Session {
     }
 
     /// A GET poll arrived.
-    pub fn handle_get(&mut self, _now: Instant) -> GetOutcome {
+    pub fn handle_get(&mut self, now: Instant) -> GetOutcome {
+        self.clock = now;
         if self.closed.is_some() {
-            return GetOutcome::Respond(b"1".to_vec());
+            // The last poll of a lingering close: what was queued, then the close packet.
+            self.linger_until = None;
+            let mut body = self.drain_payload();
+            packet::append_record(&mut body, b"1");
+            return GetOutcome::Respond(body);
         }
         if self.transport == TransportKind::WebSocket {
             return GetOutcome::Reject(EioError::BadRequest);
@@ -386,6 +398,7 @@ impl Session {
     /// malformed, in which case it is closed with `ParseError` and `Ok` is returned, as the
     /// reference answers `ok` to a POST it then closes on.
     pub fn handle_post(&mut self, body: &[u8], now: Instant) -> Result<(), EioError> {
+        self.clock = now;
         if self.closed.is_some() {
             return Err(EioError::UnknownSid);
         }
@@ -409,6 +422,7 @@ impl Session {
 
     /// A message arrived on the session's own WebSocket.
     pub fn handle_ws(&mut self, msg: WsInput<'_>, now: Instant) {
+        self.clock = now;
         if self.closed.is_some() {
             return;
         }
@@ -499,6 +513,12 @@ impl Session {
 
     /// Run the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
+        if self.linger_until.is_some_and(|d| now >= d) {
+            self.linger_until = None;
+            self.queue.clear();
+            self.queued_bytes = 0;
+        }
         if self.closed.is_some() {
             return;
         }
@@ -518,18 +538,29 @@ impl Session {
         }
     }
 
-    /// The server closes the session (Socket.IO disconnect of the last namespace, shutdown).
+    /// Close the session. A close by the server itself (`ForcedClose`, `ServerShutdown`) over
+    /// polling still delivers what is queued, then the close packet: at once to a parked poll,
+    /// or to the next poll within `ping_timeout` (the session lingers until then).
     pub fn close(&mut self, reason: CloseReason) {
         if self.closed.is_some() {
             return;
         }
         self.closed = Some(reason);
-        self.queue.clear();
-        self.queued_bytes = 0;
+        let graceful = matches!(
+            reason,
+            CloseReason::ForcedClose | CloseReason::ServerShutdown
+        );
+        if !(graceful && self.transport == TransportKind::Polling) {
+            self.queue.clear();
+            self.queued_bytes = 0;
+        }
         if self.get_parked {
             self.get_parked = false;
-            self.transmits
-                .push_back(Transmit::PollResponse(b"1".to_vec()));
+            let mut body = self.drain_payload();
+            packet::append_record(&mut body, b"1");
+            self.transmits.push_back(Transmit::PollResponse(body));
+        } else if !self.queue.is_empty() {
+            self.linger_until = Some(self.clock + self.cfg.ping_timeout);
         }
         if self.is_upgrading() {
             self.upgrade = Upgrade::None;
@@ -543,7 +574,7 @@ impl Session {
             return Some(e);
         }
         match self.closed {
-            Some(reason) if !self.close_reported => {
+            Some(reason) if !self.close_reported && self.linger_until.is_none() => {
                 self.close_reported = true;
                 Some(SessionEvent::Closed(reason))
             }
@@ -559,7 +590,7 @@ impl Session {
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
-            return None;
+            return self.linger_until;
         }
         let hb = self.pong_deadline.unwrap_or(self.next_ping);
         Some(match self.upgrade {
@@ -871,6 +902,54 @@ mod tests {
         assert_eq!(
             events(&mut s),
             vec![SessionEvent::Closed(CloseReason::SlowConsumer)]
+        );
+    }
+
+    #[test]
+    fn server_close_over_polling_delivers_queue_then_close_packet() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        s.send(Outgoing::text("41"));
+        s.close(CloseReason::ForcedClose);
+        // Not reported until the last poll came (or the linger deadline passed).
+        assert_eq!(events(&mut s), vec![]);
+        assert_eq!(s.poll_timeout(), Some(ms(t0, 200)));
+        assert_eq!(
+            s.handle_get(ms(t0, 10)),
+            GetOutcome::Respond(b"41\x1e1".to_vec())
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::ForcedClose)]
+        );
+    }
+
+    #[test]
+    fn server_close_with_parked_poll_answers_queue_and_close_at_once() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        assert_eq!(s.handle_get(t0), GetOutcome::Park);
+        s.close(CloseReason::ServerShutdown);
+        assert_eq!(
+            transmits(&mut s),
+            vec![Transmit::PollResponse(b"1".to_vec())]
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::ServerShutdown)]
+        );
+    }
+
+    #[test]
+    fn lingering_close_gives_up_after_ping_timeout() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        s.send(Outgoing::text("41"));
+        s.close(CloseReason::ForcedClose);
+        s.handle_timeout(ms(t0, 200));
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Closed(CloseReason::ForcedClose)]
         );
     }
 
