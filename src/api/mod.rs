@@ -5,13 +5,13 @@
 //! let mut server = ServerBuilder::new(sockeye::config::Config::default());
 //! server.namespace("/", |ns| {
 //!     ns.on_connect(|socket: &mut Socket<'_>| {
-//!         socket.emit("hello", ("world",));
+//!         socket.emit("hello", &("world",));
 //!     });
 //!     ns.on("message", |socket: &mut Socket<'_>, ev: Event| {
 //!         // Reply to everyone else in the namespace with the same arguments, unparsed.
 //!         socket.broadcast().emit_raw("message", ev.args_raw(), ev.attachments.clone());
 //!         if let Some(ack) = ev.ack() {
-//!             socket.ack(ack, ("received",));
+//!             socket.ack(ack, &("received",));
 //!         }
 //!     });
 //! });
