@@ -20,25 +20,16 @@ struct Auth {
 }
 
 fn main() -> std::io::Result<()> {
-    let cfg = Config {
-        host: "127.0.0.1".into(),
-        ..Config::default()
-    };
+    let cfg = Config { host: "127.0.0.1".into(), ..Config::default() };
     let mut server = ServerBuilder::new(cfg);
     server.namespace("/", |ns| {
         // Refuse clients without a name; they get CONNECT_ERROR with this message and data.
         ns.middleware(|hs| match hs.auth::<Auth>() {
             Some(a) if !a.name.is_empty() => Ok(()),
-            _ => {
-                Err(ConnectError::new("name required").with_data(serde_json::json!({"code": 401})))
-            }
+            _ => Err(ConnectError::new("name required").with_data(serde_json::json!({"code": 401}))),
         });
         ns.on_connect(|s: &mut Socket<'_>| {
-            let name = s
-                .handshake()
-                .and_then(|h| h.auth::<Auth>())
-                .map(|a| a.name)
-                .unwrap_or_default();
+            let name = s.handshake().and_then(|h| h.auth::<Auth>()).map(|a| a.name).unwrap_or_default();
             s.broadcast().emit("joined", &(name.as_str(),));
             s.set_data(name);
         });

@@ -61,16 +61,10 @@ fn parse_args() -> Result<(String, Config), String> {
         sockeye::apps::echo::configure(&mut cfg);
     }
     for (key, value) in overrides {
-        let num = || {
-            value
-                .parse::<u64>()
-                .map_err(|_| format!("{key}: `{value}` is not a number"))
-        };
+        let num = || value.parse::<u64>().map_err(|_| format!("{key}: `{value}` is not a number"));
         match key.as_str() {
             "--host" => cfg.host = value.clone(),
-            "--port" => {
-                cfg.port = u16::try_from(num()?).map_err(|_| format!("{key}: out of range"))?
-            }
+            "--port" => cfg.port = u16::try_from(num()?).map_err(|_| format!("{key}: out of range"))?,
             "--cores" => cfg.cores = num()? as usize,
             "--path" => cfg.path = value.clone(),
             "--ping-interval" => cfg.engine.ping_interval = Duration::from_millis(num()?),

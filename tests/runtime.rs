@@ -35,11 +35,7 @@ fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     let mut b = ServerBuilder::new(cfg);
     sockeye::apps::echo::install(&mut b);
     let running = b.start().expect("server starts");
-    Server {
-        port: running.local_addr().port(),
-        handle: running.handle(),
-        running: Some(running),
-    }
+    Server { port: running.local_addr().port(), handle: running.handle(), running: Some(running) }
 }
 
 /// One HTTP request on a fresh connection; returns (status, body).
@@ -56,10 +52,7 @@ fn http(port: u16, method: &str, target: &str, body: &str) -> (u16, String) {
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -70,9 +63,7 @@ fn sid_of(open: &str) -> String {
 
 fn ws_connect(port: u16, query: &str) -> WebSocket<TcpStream> {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket{query}");
     let (ws, _) = tungstenite::client(url, stream).expect("websocket handshake");
     ws
@@ -106,10 +97,7 @@ fn polling_requests_reach_their_session_from_any_core() {
         let (st, body) = http(srv.port, "GET", &target, "");
         assert_eq!(st, 200);
         assert!(body.starts_with("40{\"sid\":"), "{body}");
-        assert_eq!(
-            http(srv.port, "POST", &target, "42[\"message\",7]"),
-            (200, "ok".into())
-        );
+        assert_eq!(http(srv.port, "POST", &target, "42[\"message\",7]"), (200, "ok".into()));
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let (st, body) = http(srv.port, "GET", &target, "");
@@ -117,10 +105,7 @@ fn polling_requests_reach_their_session_from_any_core() {
             if body.contains("42[\"message-back\",7]") {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no message-back; last body {body}"
-            );
+            assert!(Instant::now() < deadline, "no message-back; last body {body}");
         }
     }
 }
@@ -139,17 +124,10 @@ fn second_websocket_on_upgraded_session_is_refused_and_first_survives() {
     ws_until(&mut ws, |t| t.starts_with("40{"));
 
     let stream = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
-    let url = format!(
-        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket&sid={sid}",
-        srv.port
-    );
-    assert!(
-        tungstenite::client(url, stream).is_err(),
-        "second websocket must be refused"
-    );
+    let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket&sid={sid}", srv.port);
+    assert!(tungstenite::client(url, stream).is_err(), "second websocket must be refused");
 
-    ws.send(Message::text("42[\"message\",\"still here\"]"))
-        .unwrap();
+    ws.send(Message::text("42[\"message\",\"still here\"]")).unwrap();
     ws_until(&mut ws, |t| t == "42[\"message-back\",\"still here\"]");
 }
 
@@ -162,13 +140,8 @@ fn client_that_never_reads_is_dropped_without_stalling_others() {
     });
     // The slow client connects and then never reads.
     let slow_stream = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
-    slow_stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let url = format!(
-        "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
-        srv.port
-    );
+    slow_stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket", srv.port);
     let (mut slow, _) = tungstenite::client(url, slow_stream).unwrap();
     slow.send(Message::text("40")).unwrap();
     ws_until(&mut slow, |t| t.starts_with("40{"));
@@ -182,16 +155,11 @@ fn client_that_never_reads_is_dropped_without_stalling_others() {
     let payload = "x".repeat(64 * 1024);
     let started = Instant::now();
     for i in 0..400 {
-        fast.send(Message::text(format!("42[\"broadcast\",\"{payload}\"]")))
-            .unwrap();
-        fast.send(Message::text(format!("421[\"message-with-ack\",{i}]")))
-            .unwrap();
+        fast.send(Message::text(format!("42[\"broadcast\",\"{payload}\"]"))).unwrap();
+        fast.send(Message::text(format!("421[\"message-with-ack\",{i}]"))).unwrap();
         ws_until(&mut fast, |t| t == format!("431[{i}]"));
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "fast client was stalled"
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "fast client was stalled");
 
     // The slow client's connection was closed by the server: after the bytes already in
     // flight, reading ends.
@@ -201,10 +169,7 @@ fn client_that_never_reads_is_dropped_without_stalling_others() {
         match slow.read() {
             Ok(_) => continue,
             Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
             {
                 break false;
             }
@@ -213,4 +178,50 @@ fn client_that_never_reads_is_dropped_without_stalling_others() {
     };
     eprintln!("drain took {:?}", drain_started.elapsed());
     assert!(closed, "slow consumer was not disconnected");
+}
+
+#[test]
+fn pipelined_requests_for_sessions_on_both_cores_share_one_connection() {
+    let srv = start(|_| {});
+    let base = "/socket.io/?EIO=4&transport=polling";
+    // Open sessions until there is one owned by each core.
+    let mut by_core: [Option<String>; 2] = [None, None];
+    for _ in 0..200 {
+        let (_, open) = http(srv.port, "GET", base, "");
+        let sid = sid_of(&open);
+        let core = sockeye::engineio::sid::sid_core(&sid).unwrap() as usize;
+        by_core[core].get_or_insert(sid);
+        if by_core.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(a), Some(b)] = by_core else { panic!("sessions did not spread over both cores") };
+    let mut s = TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reqs = String::new();
+    for sid in [&a, &b, &a, &b] {
+        reqs += &format!("POST {base}&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n40");
+    }
+    for sid in [&a, &b] {
+        reqs += &format!("GET {base}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    s.write_all(reqs.as_bytes()).unwrap();
+    // Six responses, in request order, whichever core answered each; the last one ends with
+    // the `auth` event the app emits on connect.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while String::from_utf8_lossy(&buf).matches("HTTP/1.1 200").count() < 6 || !buf.ends_with(b"]") {
+        let n = match s.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) => panic!("{e}; got only: {:?}", String::from_utf8_lossy(&buf)),
+        };
+        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let bodies: Vec<&str> =
+        text.split("HTTP/1.1 200").skip(1).map(|r| r.split("\r\n\r\n").nth(1).unwrap()).collect();
+    assert_eq!(&bodies[..4], &["ok", "ok", "ok", "ok"]);
+    // The second CONNECT of a namespace is ignored, so each GET holds exactly one 40.
+    assert!(bodies[4].starts_with("40{\"sid\":") && bodies[5].starts_with("40{\"sid\":"), "{bodies:?}");
 }

@@ -62,17 +62,11 @@ pub struct Handshake {
 
 impl Handshake {
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name_lowercase: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name_lowercase)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name_lowercase).map(|(_, v)| v.as_str())
     }
 
     /// The auth object parsed into `T`.
@@ -97,18 +91,8 @@ pub struct Event {
 }
 
 impl Event {
-    pub(crate) fn new(
-        name: String,
-        args_raw: String,
-        attachments: Vec<Bytes>,
-        ack: Option<u64>,
-    ) -> Self {
-        Event {
-            name,
-            args_raw,
-            attachments,
-            ack: ack.map(AckId),
-        }
+    pub(crate) fn new(name: String, args_raw: String, attachments: Vec<Bytes>, ack: Option<u64>) -> Self {
+        Event { name, args_raw, attachments, ack: ack.map(AckId) }
     }
 
     /// The arguments as JSON text without the surrounding brackets; empty when none.
@@ -122,19 +106,14 @@ impl Event {
         // The arguments came out of a validated JSON array, so re-reading them cannot fail;
         // the slices must borrow from `self`, so re-split over our own string.
         match serde_json::from_str::<Vec<&RawValue>>(&text) {
-            Ok(v) => v
-                .into_iter()
-                .map(|r| reborrow(&self.args_raw, &text, r))
-                .collect(),
+            Ok(v) => v.into_iter().map(|r| reborrow(&self.args_raw, &text, r)).collect(),
             Err(_) => Vec::new(),
         }
     }
 
     /// Argument `i` parsed into `T`; `None` when absent or of another shape.
     pub fn arg<T: for<'de> Deserialize<'de>>(&self, i: usize) -> Option<T> {
-        self.args()
-            .get(i)
-            .and_then(|r| serde_json::from_str(r.get()).ok())
+        self.args().get(i).and_then(|r| serde_json::from_str(r.get()).ok())
     }
 
     /// Number of arguments.
@@ -248,10 +227,7 @@ pub struct ConnectError {
 
 impl ConnectError {
     pub fn new(message: impl Into<String>) -> Self {
-        ConnectError {
-            message: message.into(),
-            data: None,
-        }
+        ConnectError { message: message.into(), data: None }
     }
 
     pub fn with_data(mut self, data: serde_json::Value) -> Self {
@@ -298,9 +274,7 @@ impl Serialize for Binary {
 pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> (String, Vec<Bytes>) {
     ATTACHMENTS.with(|a| *a.borrow_mut() = Some(Vec::new()));
     let json = serde_json::to_string(args);
-    let attachments = ATTACHMENTS
-        .with(|a| a.borrow_mut().take())
-        .unwrap_or_default();
+    let attachments = ATTACHMENTS.with(|a| a.borrow_mut().take()).unwrap_or_default();
     let json = match json {
         Ok(j) => j,
         // Serialising plain data to a String fails only for maps with non-string keys.
@@ -335,10 +309,7 @@ mod tests {
         assert_eq!(inner, r#"{"_placeholder":true,"num":0},{"k":1}"#);
         assert_eq!(att, vec![Bytes::from_static(b"ab")]);
         // Outside an emit there is no collector.
-        assert_eq!(
-            serde_json::to_string(&Binary(Bytes::from_static(&[1]))).unwrap(),
-            "[1]"
-        );
+        assert_eq!(serde_json::to_string(&Binary(Bytes::from_static(&[1]))).unwrap(), "[1]");
     }
 
     #[test]

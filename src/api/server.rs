@@ -49,20 +49,13 @@ impl ServerDef {
     /// The endpoint serving `path`; `/socket.io` and `/socket.io/` are the same.
     pub(crate) fn endpoint_for(&self, path: &str) -> Option<u16> {
         let p = path.strip_suffix('/').unwrap_or(path);
-        self.endpoints
-            .iter()
-            .position(|(e, _)| e == p)
-            .map(|i| i as u16)
+        self.endpoints.iter().position(|(e, _)| e == p).map(|i| i as u16)
     }
 }
 
 fn trim_path(p: &str) -> String {
     let p = p.strip_suffix('/').unwrap_or(p);
-    if p.starts_with('/') {
-        p.to_owned()
-    } else {
-        format!("/{p}")
-    }
+    if p.starts_with('/') { p.to_owned() } else { format!("/{p}") }
 }
 
 /// Handlers of one namespace, set up before the server starts.
@@ -127,11 +120,7 @@ pub struct ServerBuilder {
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
-        ServerBuilder {
-            config,
-            namespaces: Vec::new(),
-            engines: Vec::new(),
-        }
+        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new() }
     }
 
     pub fn config(&self) -> &Config {
@@ -140,16 +129,8 @@ impl ServerBuilder {
 
     /// Define namespace `name` (`/` is the default namespace). Only defined namespaces accept
     /// connections; others get CONNECT_ERROR "Invalid namespace".
-    pub fn namespace(
-        &mut self,
-        name: &str,
-        setup: impl FnOnce(&mut NamespaceBuilder),
-    ) -> &mut Self {
-        let name = if name.starts_with('/') {
-            name.to_owned()
-        } else {
-            format!("/{name}")
-        };
+    pub fn namespace(&mut self, name: &str, setup: impl FnOnce(&mut NamespaceBuilder)) -> &mut Self {
+        let name = if name.starts_with('/') { name.to_owned() } else { format!("/{name}") };
         let mut b = NamespaceBuilder {
             def: NamespaceDef {
                 name,
@@ -173,24 +154,10 @@ impl ServerBuilder {
     }
 
     pub(crate) fn into_def(self) -> ServerDef {
-        let ns_index = self
-            .namespaces
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i as u16))
-            .collect();
+        let ns_index = self.namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), i as u16)).collect();
         let mut endpoints = vec![(trim_path(&self.config.path), Endpoint::SocketIo)];
-        endpoints.extend(
-            self.engines
-                .into_iter()
-                .map(|(p, a)| (p, Endpoint::Engine(a))),
-        );
-        ServerDef {
-            config: self.config,
-            namespaces: self.namespaces,
-            ns_index,
-            endpoints,
-        }
+        endpoints.extend(self.engines.into_iter().map(|(p, a)| (p, Endpoint::Engine(a))));
+        ServerDef { config: self.config, namespaces: self.namespaces, ns_index, endpoints }
     }
 
     /// Bind the listeners and start one event loop per core.
@@ -288,14 +255,7 @@ impl HandleBroadcast<'_> {
     }
 
     pub fn emit_raw(self, event: &str, args_inner: String, attachments: Vec<Bytes>) {
-        let shared = Arc::new((
-            self.ns,
-            self.rooms,
-            self.except,
-            event.to_owned(),
-            args_inner,
-            attachments,
-        ));
+        let shared = Arc::new((self.ns, self.rooms, self.except, event.to_owned(), args_inner, attachments));
         for c in self.handle.cores.iter() {
             let s = shared.clone();
             c.send(ShardMsg::Run(Box::new(move |shard: &mut Shard| {

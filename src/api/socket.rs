@@ -31,10 +31,7 @@ impl<'a> Socket<'a> {
 
     /// The socket id (also the name of the room only this socket is in). Empty once gone.
     pub fn id(&self) -> &str {
-        self.shard
-            .socket_ref(self.key)
-            .map(|s| &*s.id)
-            .unwrap_or("")
+        self.shard.socket_ref(self.key).map(|s| &*s.id).unwrap_or("")
     }
 
     /// The namespace name.
@@ -59,8 +56,7 @@ impl<'a> Socket<'a> {
 
     /// Emit with arguments already serialised (the inside of the JSON array).
     pub fn emit_raw(&mut self, event: &str, args_inner: &str, attachments: Vec<Bytes>) {
-        self.shard
-            .emit_to(self.key, event, args_inner, attachments, None);
+        self.shard.emit_to(self.key, event, args_inner, attachments, None);
     }
 
     /// Emit and wait for the client's acknowledgement: `callback` runs on this core with the
@@ -71,13 +67,7 @@ impl<'a> Socket<'a> {
         F: FnOnce(&mut Socket<'_>, Result<AckResponse, AckError>) + 'static,
     {
         let (inner, att) = encode_args(args);
-        self.shard.emit_to(
-            self.key,
-            event,
-            &inner,
-            att,
-            Some((Box::new(callback), timeout)),
-        );
+        self.shard.emit_to(self.key, event, &inner, att, Some((Box::new(callback), timeout)));
     }
 
     /// Answer a client's acknowledgement request.
@@ -129,25 +119,13 @@ impl<'a> Socket<'a> {
     /// Broadcast to the whole namespace except this socket (`socket.broadcast`).
     pub fn broadcast(&mut self) -> Broadcast<'_> {
         let ns = self.ns_idx();
-        Broadcast {
-            shard: self.shard,
-            ns,
-            rooms: Vec::new(),
-            except: Vec::new(),
-            skip: Some(self.key),
-        }
+        Broadcast { shard: self.shard, ns, rooms: Vec::new(), except: Vec::new(), skip: Some(self.key) }
     }
 
     /// Broadcast to the whole namespace, this socket included (`io.of(ns)` in JavaScript).
     pub fn io(&mut self) -> Broadcast<'_> {
         let ns = self.ns_idx();
-        Broadcast {
-            shard: self.shard,
-            ns,
-            rooms: Vec::new(),
-            except: Vec::new(),
-            skip: None,
-        }
+        Broadcast { shard: self.shard, ns, rooms: Vec::new(), except: Vec::new(), skip: None }
     }
 
     /// Disconnect this socket from its namespace (the client sees "io server disconnect");
@@ -158,19 +136,11 @@ impl<'a> Socket<'a> {
 
     /// Per-socket application data.
     pub fn data<T: 'static>(&self) -> Option<&T> {
-        self.shard
-            .socket_ref(self.key)?
-            .data
-            .as_ref()?
-            .downcast_ref()
+        self.shard.socket_ref(self.key)?.data.as_ref()?.downcast_ref()
     }
 
     pub fn data_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.shard
-            .socket_mut(self.key)?
-            .data
-            .as_mut()?
-            .downcast_mut()
+        self.shard.socket_mut(self.key)?.data.as_mut()?.downcast_mut()
     }
 
     pub fn set_data<T: 'static>(&mut self, value: T) {
@@ -214,12 +184,7 @@ impl Broadcast<'_> {
 
     pub fn emit_raw(self, event: &str, args_inner: &str, attachments: Vec<Bytes>) {
         self.shard.broadcast(
-            Audience {
-                ns: self.ns,
-                rooms: self.rooms,
-                except: self.except,
-                skip: self.skip,
-            },
+            Audience { ns: self.ns, rooms: self.rooms, except: self.except, skip: self.skip },
             event,
             args_inner,
             &attachments,

@@ -42,10 +42,7 @@ impl EngineApp for EngineEcho {
 }
 
 fn emit_auth(socket: &mut Socket<'_>) {
-    let auth = socket
-        .handshake()
-        .map(|h| h.auth.get().to_owned())
-        .unwrap_or_else(|| "{}".into());
+    let auth = socket.handshake().map(|h| h.auth.get().to_owned()).unwrap_or_else(|| "{}".into());
     socket.emit_raw("auth", &auth, Vec::new());
 }
 
@@ -78,13 +75,11 @@ pub fn install(server: &mut ServerBuilder) {
         ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
             let args = ev.args();
             if let (Some(room), Some(payload)) = (ev.arg::<String>(0), args.get(1)) {
-                s.to(&room)
-                    .emit_raw("room-msg", payload.get(), ev.attachments.clone());
+                s.to(&room).emit_raw("room-msg", payload.get(), ev.attachments.clone());
             }
         });
         ns.on("broadcast", |s: &mut Socket<'_>, ev: Event| {
-            s.broadcast()
-                .emit_raw("broadcast-msg", ev.args_raw(), ev.attachments.clone());
+            s.broadcast().emit_raw("broadcast-msg", ev.args_raw(), ev.attachments.clone());
         });
         ns.on("server-disconnect", |s: &mut Socket<'_>, _ev: Event| {
             s.disconnect(false);

@@ -44,11 +44,7 @@ impl RoomIndex {
         }
         let first = set.len() == 1;
         self.by_member.entry(member).or_default().push(key);
-        if first {
-            Change::Occupancy
-        } else {
-            Change::Member
-        }
+        if first { Change::Occupancy } else { Change::Member }
     }
 
     pub fn leave(&mut self, member: u32, room: &str) -> Change {
@@ -68,11 +64,7 @@ impl RoomIndex {
                 self.by_member.remove(&member);
             }
         }
-        if emptied {
-            Change::Occupancy
-        } else {
-            Change::Member
-        }
+        if emptied { Change::Occupancy } else { Change::Member }
     }
 
     /// Remove a member from every room; returns the rooms that became empty here.
@@ -95,10 +87,7 @@ impl RoomIndex {
     }
 
     pub fn rooms_of(&self, member: u32) -> &[Room] {
-        self.by_member
-            .get(&member)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.by_member.get(&member).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn room_count(&self, member: u32) -> usize {

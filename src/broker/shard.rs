@@ -86,10 +86,7 @@ pub enum RequestOutcome {
     Park,
     /// The connection is now a WebSocket of this session; write the response (101 plus any
     /// first frames) and decode frames from now on.
-    WebSocket {
-        response: Vec<u8>,
-        session: SessionKey,
-    },
+    WebSocket { response: Vec<u8>, session: SessionKey },
     /// The session is owned by another core: move the connection there, request unconsumed.
     Handoff(CoreId),
 }
@@ -99,12 +96,7 @@ pub enum ShardMsg {
     /// Deliver to the local members of a namespace (all of it when `rooms` is empty).
     Broadcast(Arc<BroadcastMsg>),
     /// Another core gained its first (`present`) or lost its last member of a room.
-    Occupancy {
-        ns: u16,
-        room: Room,
-        core: CoreId,
-        present: bool,
-    },
+    Occupancy { ns: u16, room: Room, core: CoreId, present: bool },
     /// Run a closure on this core with its shard (`ServerHandle::run_on`).
     Run(Box<dyn FnOnce(&mut Shard) + Send>),
     /// Close every session: the server is shutting down.
@@ -115,12 +107,7 @@ impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ShardMsg::Broadcast(b) => write!(f, "Broadcast(ns {}, rooms {:?})", b.ns, b.rooms),
-            ShardMsg::Occupancy {
-                ns,
-                room,
-                core,
-                present,
-            } => {
+            ShardMsg::Occupancy { ns, room, core, present } => {
                 write!(f, "Occupancy({ns}, {room}, {core}, {present})")
             }
             ShardMsg::Run(_) => f.write_str("Run"),
@@ -230,13 +217,7 @@ pub struct Shard {
 
 impl Shard {
     /// A shard for core `core` of `n_cores`; `seed` feeds the id generator.
-    pub(crate) fn new(
-        core: CoreId,
-        n_cores: usize,
-        def: Arc<ServerDef>,
-        seed: u64,
-        now: Instant,
-    ) -> Shard {
+    pub(crate) fn new(core: CoreId, n_cores: usize, def: Arc<ServerDef>, seed: u64, now: Instant) -> Shard {
         let namespaces = def.namespaces.iter().map(|_| NsState::default()).collect();
         Shard {
             core,
@@ -299,13 +280,7 @@ impl Shard {
         let origin = req.header("origin").map(str::to_owned);
         let cors = &self.def.config.cors;
         let Some(endpoint) = self.def.endpoint_for(&req.path) else {
-            return RequestOutcome::Respond(simple(
-                404,
-                "text/plain",
-                b"Not Found",
-                &[],
-                req.keep_alive,
-            ));
+            return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
         };
         if req.method == Method::Options {
             let mut out = Vec::new();
@@ -376,13 +351,7 @@ impl Shard {
             return self.eio_error(EioError::BadHandshakeMethod, req, origin);
         }
         if self.shutting_down {
-            return RequestOutcome::RespondClose(simple(
-                503,
-                "text/plain",
-                b"shutting down",
-                &[],
-                false,
-            ));
+            return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
         }
         let def = self.def.clone();
         let cfg = &def.config;
@@ -403,17 +372,10 @@ impl Shard {
         let is_sio = matches!(self.def.endpoints[endpoint as usize].1, Endpoint::SocketIo);
         let connect_deadline = is_sio.then(|| self.now + cfg.connect_timeout);
         let base = Arc::new(HandshakeBase {
-            query: req
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+            query: req.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
             headers: req.headers.clone(),
             remote_addr: remote,
-            url: if req.query.is_empty() {
-                req.path.clone()
-            } else {
-                format!("{}?{}", req.path, req.query)
-            },
+            url: if req.query.is_empty() { req.path.clone() } else { format!("{}?{}", req.path, req.query) },
             issued_ms: self.wall_ms,
         });
         let generation = self.next_generation();
@@ -443,17 +405,12 @@ impl Shard {
         if is_ws {
             let mut response = Vec::new();
             let headers = self.def.config.cors.headers(origin);
-            if crate::http::websocket::write_handshake_response(req, &headers, &mut response)
-                .is_err()
-            {
+            if crate::http::websocket::write_handshake_response(req, &headers, &mut response).is_err() {
                 self.remove_session(idx);
                 return self.eio_error(EioError::BadRequest, req, origin);
             }
             response.extend_from_slice(Outgoing::text(&open_packet).ws_frame());
-            RequestOutcome::WebSocket {
-                response,
-                session: SessionKey { idx, generation },
-            }
+            RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
         } else {
             let headers = self.def.config.cors.headers(origin);
             RequestOutcome::Respond(simple(
@@ -466,13 +423,7 @@ impl Shard {
         }
     }
 
-    fn ws_upgrade(
-        &mut self,
-        conn: ConnKey,
-        idx: u32,
-        req: &Request,
-        origin: Option<&str>,
-    ) -> RequestOutcome {
+    fn ws_upgrade(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
         let s = &mut self.sessions[idx as usize];
         if !req.is_websocket_upgrade() || !s.eio.can_probe() {
             // A second WebSocket for an upgraded session (or a probe while one is running)
@@ -496,19 +447,10 @@ impl Shard {
         s.eio.handle_probe_open(self.now);
         let generation = s.generation;
         self.after_input(idx);
-        RequestOutcome::WebSocket {
-            response,
-            session: SessionKey { idx, generation },
-        }
+        RequestOutcome::WebSocket { response, session: SessionKey { idx, generation } }
     }
 
-    fn poll(
-        &mut self,
-        conn: ConnKey,
-        idx: u32,
-        req: &Request,
-        origin: Option<&str>,
-    ) -> RequestOutcome {
+    fn poll(&mut self, conn: ConnKey, idx: u32, req: &Request, origin: Option<&str>) -> RequestOutcome {
         let now = self.now;
         let headers = self.def.config.cors.headers(origin);
         let outcome = match req.method {
@@ -540,13 +482,9 @@ impl Shard {
             Method::Post => {
                 let s = &mut self.sessions[idx as usize];
                 match s.eio.handle_post(&req.body, now) {
-                    Ok(()) => RequestOutcome::Respond(simple(
-                        200,
-                        "text/html",
-                        b"ok",
-                        &headers,
-                        req.keep_alive,
-                    )),
+                    Ok(()) => {
+                        RequestOutcome::Respond(simple(200, "text/html", b"ok", &headers, req.keep_alive))
+                    }
                     Err(e) => RequestOutcome::Respond(simple(
                         e.status(),
                         "application/json",
@@ -572,9 +510,7 @@ impl Shard {
     /// session. Returns the response to write.
     pub fn handle_oversized_post(&mut self, sid: Option<&str>) -> Vec<u8> {
         if let Some(&idx) = sid.and_then(|s| self.sids.get(s)) {
-            self.sessions[idx as usize]
-                .eio
-                .close(CloseReason::TransportError);
+            self.sessions[idx as usize].eio.close(CloseReason::TransportError);
             self.after_input(idx);
         }
         simple(413, "text/plain", b"Payload Too Large", &[], false)
@@ -638,16 +574,11 @@ impl Shard {
     /// The session a parked poll on `conn` belongs to, so the runtime can report its closing.
     pub fn session_of_sid(&self, sid: &str) -> Option<SessionKey> {
         let &idx = self.sids.get(sid)?;
-        Some(SessionKey {
-            idx,
-            generation: self.sessions[idx as usize].generation,
-        })
+        Some(SessionKey { idx, generation: self.sessions[idx as usize].generation })
     }
 
     fn session_mut(&mut self, key: SessionKey) -> Option<&mut SessionEntry> {
-        self.sessions
-            .get_mut(key.idx as usize)
-            .filter(|s| s.generation == key.generation)
+        self.sessions.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
     }
 
     // ----- timers -----------------------------------------------------------------------
@@ -664,10 +595,7 @@ impl Shard {
             && s.armed.is_none_or(|a| d < a)
         {
             s.armed = Some(d);
-            let t = Timer::Session {
-                idx,
-                generation: s.generation,
-            };
+            let t = Timer::Session { idx, generation: s.generation };
             self.timers.push(Reverse((d, t)));
         }
     }
@@ -703,11 +631,7 @@ impl Shard {
                     s.eio.handle_timeout(now);
                     self.after_input(idx);
                 }
-                Timer::Ack {
-                    idx,
-                    generation,
-                    id,
-                } => {
+                Timer::Ack { idx, generation, id } => {
                     let key = SocketKey { idx, generation };
                     let Some(cb) = self.socket_mut(key).and_then(|s| s.acks.remove(&id)) else {
                         continue;
@@ -795,13 +719,8 @@ impl Shard {
                 Transmit::PollResponse(body) => {
                     if let Some(c) = s.get_conn.take() {
                         let headers = self.def.config.cors.headers(s.get_origin.as_deref());
-                        let bytes = simple(
-                            200,
-                            "text/plain; charset=UTF-8",
-                            &body,
-                            &headers,
-                            s.get_keep_alive,
-                        );
+                        let bytes =
+                            simple(200, "text/plain; charset=UTF-8", &body, &headers, s.get_keep_alive);
                         self.cmds.push(ConnCmd::Bytes(c, bytes));
                         self.cmds.push(ConnCmd::Unpark(c));
                     }
@@ -815,13 +734,7 @@ impl Shard {
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
             let generation = self.sockets[sock as usize].generation;
-            self.remove_socket(
-                SocketKey {
-                    idx: sock,
-                    generation,
-                },
-                reason.into(),
-            );
+            self.remove_socket(SocketKey { idx: sock, generation }, reason.into());
         }
         self.remove_session(idx);
     }
@@ -851,13 +764,7 @@ impl Shard {
         if let Endpoint::Engine(app) = &self.def.endpoints[endpoint as usize].1 {
             let app = app.clone();
             let generation = self.sessions[idx as usize].generation;
-            app.on_message(
-                &mut EngineSocket {
-                    shard: self,
-                    session: SessionKey { idx, generation },
-                },
-                data,
-            );
+            app.on_message(&mut EngineSocket { shard: self, session: SessionKey { idx, generation } }, data);
             return;
         }
         let limits = DecoderLimits {
@@ -865,9 +772,7 @@ impl Shard {
             ..DecoderLimits::default()
         };
         let s = &mut self.sessions[idx as usize];
-        let decoder = s
-            .decoder
-            .get_or_insert_with(|| Box::new(Decoder::new(limits)));
+        let decoder = s.decoder.get_or_insert_with(|| Box::new(Decoder::new(limits)));
         let decoded = match data {
             Data::Text(t) => decoder.feed_text(&t),
             Data::Binary(b) => decoder.feed_binary(b),
@@ -882,68 +787,38 @@ impl Shard {
     fn handle_packet(&mut self, idx: u32, p: sio::Packet) {
         let ns_idx = self.def.ns_index.get(p.ns.as_str()).copied();
         let socket = ns_idx.and_then(|n| {
-            self.sessions[idx as usize]
-                .sockets
-                .iter()
-                .find(|(sn, _)| *sn == n)
-                .map(|&(_, i)| i)
+            self.sessions[idx as usize].sockets.iter().find(|(sn, _)| *sn == n).map(|&(_, i)| i)
         });
         match (p.kind, socket) {
             (PacketKind::Connect, None) => self.connect(idx, ns_idx, &p),
             (PacketKind::Connect, Some(_)) => {}
             (PacketKind::Disconnect, Some(sock)) => {
-                let key = SocketKey {
-                    idx: sock,
-                    generation: self.sockets[sock as usize].generation,
-                };
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
                 self.remove_socket(key, DisconnectReason::ClientNamespaceDisconnect);
             }
             (PacketKind::Event | PacketKind::BinaryEvent, Some(sock)) => {
-                let key = SocketKey {
-                    idx: sock,
-                    generation: self.sockets[sock as usize].generation,
-                };
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
                 let Ok((name, args)) = p.event() else {
-                    self.sessions[idx as usize]
-                        .eio
-                        .close(CloseReason::ForcedClose);
+                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
-                let ev = Event::new(
-                    name.into_owned(),
-                    join_raw(&args),
-                    p.attachments.clone(),
-                    p.id,
-                );
+                let ev = Event::new(name.into_owned(), join_raw(&args), p.attachments.clone(), p.id);
                 self.dispatch(key, ev);
             }
             (PacketKind::Ack | PacketKind::BinaryAck, Some(sock)) => {
-                let key = SocketKey {
-                    idx: sock,
-                    generation: self.sockets[sock as usize].generation,
-                };
+                let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
                 let (Some(id), Ok(args)) = (p.id, p.ack_args()) else {
-                    self.sessions[idx as usize]
-                        .eio
-                        .close(CloseReason::ForcedClose);
+                    self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
                 let args_raw = join_raw(&args);
                 if let Some(cb) = self.sockets[sock as usize].acks.remove(&id) {
-                    cb(
-                        &mut Socket::new(self, key),
-                        Ok(AckResponse {
-                            args_raw,
-                            attachments: p.attachments,
-                        }),
-                    );
+                    cb(&mut Socket::new(self, key), Ok(AckResponse { args_raw, attachments: p.attachments }));
                 }
             }
             // A packet for a namespace the client has not joined, or a CONNECT_ERROR from a
             // client: the reference closes the connection.
-            _ => self.sessions[idx as usize]
-                .eio
-                .close(CloseReason::ForcedClose),
+            _ => self.sessions[idx as usize].eio.close(CloseReason::ForcedClose),
         }
     }
 
@@ -955,10 +830,7 @@ impl Shard {
             return;
         };
         let base = self.sessions[idx as usize].base.clone();
-        let auth = p
-            .data
-            .clone()
-            .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
+        let auth = p.data.clone().unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
         let handshake = Rc::new(Handshake {
             query: base.query.clone(),
             headers: base.headers.clone(),
@@ -971,10 +843,7 @@ impl Shard {
         let ns = &def.namespaces[ns_idx as usize];
         for mw in &ns.middlewares {
             if let Err(e) = mw(&handshake) {
-                let data = e
-                    .data
-                    .as_ref()
-                    .and_then(|d| serde_json::value::to_raw_value(d).ok());
+                let data = e.data.as_ref().and_then(|d| serde_json::value::to_raw_value(d).ok());
                 sio::encode_connect_error(&p.ns, &e.message, data.as_deref(), &mut text);
                 self.send_session(idx, Outgoing::text(&text));
                 return;
@@ -1001,13 +870,7 @@ impl Shard {
         sio::encode_connect_ok(&p.ns, &id, &mut text);
         self.send_session(idx, Outgoing::text(&text));
         if let Some(h) = &ns.on_connect {
-            h(&mut Socket::new(
-                self,
-                SocketKey {
-                    idx: sock,
-                    generation,
-                },
-            ));
+            h(&mut Socket::new(self, SocketKey { idx: sock, generation }));
         }
     }
 
@@ -1058,15 +921,11 @@ impl Shard {
     }
 
     pub(crate) fn socket_mut(&mut self, key: SocketKey) -> Option<&mut SocketEntry> {
-        self.sockets
-            .get_mut(key.idx as usize)
-            .filter(|s| s.generation == key.generation)
+        self.sockets.get_mut(key.idx as usize).filter(|s| s.generation == key.generation)
     }
 
     pub(crate) fn socket_ref(&self, key: SocketKey) -> Option<&SocketEntry> {
-        self.sockets
-            .get(key.idx as usize)
-            .filter(|s| s.generation == key.generation)
+        self.sockets.get(key.idx as usize).filter(|s| s.generation == key.generation)
     }
 
     fn send_session(&mut self, idx: u32, o: Outgoing) {
@@ -1103,26 +962,15 @@ impl Shard {
         if let Some((ack_id, deadline)) = id {
             self.timers.push(Reverse((
                 deadline,
-                Timer::Ack {
-                    idx: key.idx,
-                    generation: key.generation,
-                    id: ack_id,
-                },
+                Timer::Ack { idx: key.idx, generation: key.generation, id: ack_id },
             )));
         }
-        for o in encode_event_packets(ns_name, id.map(|(i, _)| i), event, args_inner, &attachments)
-        {
+        for o in encode_event_packets(ns_name, id.map(|(i, _)| i), event, args_inner, &attachments) {
             self.send_session(session, o);
         }
     }
 
-    pub(crate) fn ack_to(
-        &mut self,
-        key: SocketKey,
-        ack_id: u64,
-        args_inner: &str,
-        attachments: Vec<Bytes>,
-    ) {
+    pub(crate) fn ack_to(&mut self, key: SocketKey, ack_id: u64, args_inner: &str, attachments: Vec<Bytes>) {
         let Some(sock) = self.socket_ref(key) else {
             return;
         };
@@ -1170,13 +1018,7 @@ impl Shard {
             return Vec::new();
         };
         let mut v = vec![sock.id.to_string()];
-        v.extend(
-            self.namespaces[sock.ns as usize]
-                .rooms
-                .rooms_of(key.idx)
-                .iter()
-                .map(|r| r.to_string()),
-        );
+        v.extend(self.namespaces[sock.ns as usize].rooms.rooms_of(key.idx).iter().map(|r| r.to_string()));
         v
     }
 
@@ -1212,12 +1054,7 @@ impl Shard {
             if c as CoreId != self.core {
                 self.outbox.push((
                     c as CoreId,
-                    ShardMsg::Occupancy {
-                        ns,
-                        room: room.clone(),
-                        core: self.core,
-                        present,
-                    },
+                    ShardMsg::Occupancy { ns, room: room.clone(), core: self.core, present },
                 ));
             }
         }
@@ -1226,27 +1063,11 @@ impl Shard {
     /// Broadcast in namespace `ns` to `rooms` (everyone when empty) minus `except` rooms and
     /// minus the socket `skip`. Encoded once, delivered here, sent once to each other core that
     /// may have members.
-    pub(crate) fn broadcast(
-        &mut self,
-        to: Audience,
-        event: &str,
-        args_inner: &str,
-        attachments: &[Bytes],
-    ) {
-        let Audience {
-            ns,
-            rooms,
-            except,
-            skip,
-        } = to;
+    pub(crate) fn broadcast(&mut self, to: Audience, event: &str, args_inner: &str, attachments: &[Bytes]) {
+        let Audience { ns, rooms, except, skip } = to;
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        let msg = BroadcastMsg {
-            ns,
-            rooms,
-            except,
-            packets,
-        };
+        let msg = BroadcastMsg { ns, rooms, except, packets };
         let mut mask: u64 = 0;
         if msg.rooms.is_empty() {
             mask = u64::MAX;
@@ -1265,8 +1086,7 @@ impl Shard {
             let msg = Arc::new(msg);
             for c in 0..self.n_cores.min(64) {
                 if mask & (1 << c) != 0 {
-                    self.outbox
-                        .push((c as CoreId, ShardMsg::Broadcast(msg.clone())));
+                    self.outbox.push((c as CoreId, ShardMsg::Broadcast(msg.clone())));
                 }
             }
         }
@@ -1290,10 +1110,7 @@ impl Shard {
         } else {
             let mut seen: HashSet<u32> = HashSet::new();
             for r in &msg.rooms {
-                let own = self
-                    .socket_ids
-                    .get(r)
-                    .filter(|&&i| self.sockets[i as usize].ns == msg.ns);
+                let own = self.socket_ids.get(r).filter(|&&i| self.sockets[i as usize].ns == msg.ns);
                 for &i in state.rooms.members(r).into_iter().flatten().chain(own) {
                     if !excluded.contains(&i) && (msg.rooms.len() == 1 || seen.insert(i)) {
                         targets.push(i);
@@ -1313,12 +1130,7 @@ impl Shard {
     pub fn handle_msg(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Broadcast(b) => self.deliver_local(&b, None),
-            ShardMsg::Occupancy {
-                ns,
-                room,
-                core,
-                present,
-            } => {
+            ShardMsg::Occupancy { ns, room, core, present } => {
                 let remote = &mut self.namespaces[ns as usize].remote;
                 let bit = 1u64 << (core as u32 % 64);
                 if present {
@@ -1340,9 +1152,7 @@ impl Shard {
         self.shutting_down = true;
         let idxs: Vec<u32> = self.sessions.iter().map(|(i, _)| i as u32).collect();
         for idx in idxs {
-            self.sessions[idx as usize]
-                .eio
-                .close(CloseReason::ServerShutdown);
+            self.sessions[idx as usize].eio.close(CloseReason::ServerShutdown);
             self.after_input(idx);
         }
     }
@@ -1373,15 +1183,7 @@ impl Shard {
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        self.deliver_local(
-            &BroadcastMsg {
-                ns,
-                rooms,
-                except,
-                packets,
-            },
-            None,
-        );
+        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets }, None);
     }
 
     /// Send a plain Engine.IO message (plain Engine.IO endpoints).

@@ -166,10 +166,7 @@ pub fn append_binary_record(out: &mut Vec<u8>, data: &[u8]) {
     }
     out.push(b'b');
     let start = out.len();
-    out.resize(
-        start + base64::encoded_len(data.len(), true).unwrap_or(0),
-        0,
-    );
+    out.resize(start + base64::encoded_len(data.len(), true).unwrap_or(0), 0);
     let n = BASE64.encode_slice(data, &mut out[start..]).unwrap_or(0);
     out.truncate(start + n);
 }
@@ -254,14 +251,8 @@ mod tests {
     #[test]
     fn multibyte_first_character_is_unknown_type_not_a_panic() {
         // Found by the property test: slicing after the first byte of '߀' panicked.
-        assert_eq!(
-            Packet::decode_text("߀"),
-            Err(DecodeError::UnknownType(0xdf))
-        );
-        assert_eq!(
-            decode_record("߀x".as_bytes()),
-            Err(DecodeError::UnknownType(0xdf))
-        );
+        assert_eq!(Packet::decode_text("߀"), Err(DecodeError::UnknownType(0xdf)));
+        assert_eq!(decode_record("߀x".as_bytes()), Err(DecodeError::UnknownType(0xdf)));
     }
 
     #[test]

@@ -91,11 +91,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// A text packet; `packet_text` includes the Engine.IO type digit (e.g. `42["a"]`).
     pub fn text(packet_text: &str) -> Outgoing {
-        Self::framed(
-            crate::http::websocket::OpCode::Text,
-            packet_text.as_bytes(),
-            false,
-        )
+        Self::framed(crate::http::websocket::OpCode::Text, packet_text.as_bytes(), false)
     }
 
     /// A binary message packet (a Socket.IO attachment, or a plain binary message).
@@ -119,11 +115,7 @@ impl Outgoing {
         let mut v = Vec::with_capacity(payload.len() + 10);
         crate::http::websocket::encode_frame(op, payload, &mut v);
         let header_len = (v.len() - payload.len()) as u8;
-        Outgoing {
-            frame: Bytes::from(v),
-            header_len,
-            binary,
-        }
+        Outgoing { frame: Bytes::from(v), header_len, binary }
     }
 
     /// The whole WebSocket frame.
@@ -241,20 +233,12 @@ impl EioError {
 
     /// The JSON body of the reference server.
     pub fn json(self) -> String {
-        format!(
-            "{{\"code\":{},\"message\":\"{}\"}}",
-            self.code(),
-            self.message()
-        )
+        format!("{{\"code\":{},\"message\":\"{}\"}}", self.code(), self.message())
     }
 
     /// HTTP status: 403 for `Forbidden`, 400 otherwise.
     pub fn status(self) -> u16 {
-        if self == EioError::Forbidden {
-            403
-        } else {
-            400
-        }
+        if self == EioError::Forbidden { 403 } else { 400 }
     }
 }
 
@@ -435,28 +419,19 @@ impl Session {
     /// The session's WebSocket ended (closed by the peer, or an IO error).
     pub fn handle_ws_closed(&mut self, error: bool) {
         if self.transport == TransportKind::WebSocket {
-            self.close(if error {
-                CloseReason::TransportError
-            } else {
-                CloseReason::TransportClose
-            });
+            self.close(if error { CloseReason::TransportError } else { CloseReason::TransportClose });
         }
     }
 
     /// Whether a WebSocket may be attached for an upgrade now.
     pub fn can_probe(&self) -> bool {
-        self.closed.is_none()
-            && self.transport == TransportKind::Polling
-            && self.upgrade == Upgrade::None
+        self.closed.is_none() && self.transport == TransportKind::Polling && self.upgrade == Upgrade::None
     }
 
     /// A WebSocket carrying this sid was accepted for the upgrade (check `can_probe` first).
     pub fn handle_probe_open(&mut self, now: Instant) {
         debug_assert!(self.can_probe());
-        self.upgrade = Upgrade::Probing {
-            deadline: now + self.cfg.upgrade_timeout,
-            probed: false,
-        };
+        self.upgrade = Upgrade::Probing { deadline: now + self.cfg.upgrade_timeout, probed: false };
     }
 
     /// A message arrived on the probing WebSocket.
@@ -466,17 +441,12 @@ impl Session {
         };
         match decode_ws(msg) {
             Ok(Packet::Ping(ref d)) if d == "probe" && !probed => {
-                self.transmits
-                    .push_back(Transmit::Probe(Outgoing::text("3probe")));
-                self.upgrade = Upgrade::Probing {
-                    deadline,
-                    probed: true,
-                };
+                self.transmits.push_back(Transmit::Probe(Outgoing::text("3probe")));
+                self.upgrade = Upgrade::Probing { deadline, probed: true };
                 // Force the client's pending poll to return so it can pause and upgrade.
                 if self.get_parked {
                     self.get_parked = false;
-                    self.transmits
-                        .push_back(Transmit::PollResponse(b"6".to_vec()));
+                    self.transmits.push_back(Transmit::PollResponse(b"6".to_vec()));
                 } else {
                     self.noop_due = true;
                 }
@@ -487,8 +457,7 @@ impl Session {
                 self.transport = TransportKind::WebSocket;
                 if self.get_parked {
                     self.get_parked = false;
-                    self.transmits
-                        .push_back(Transmit::PollResponse(b"6".to_vec()));
+                    self.transmits.push_back(Transmit::PollResponse(b"6".to_vec()));
                 }
                 self.events.push_back(SessionEvent::Upgraded);
                 self.flush();
@@ -546,10 +515,7 @@ impl Session {
             return;
         }
         self.closed = Some(reason);
-        let graceful = matches!(
-            reason,
-            CloseReason::ForcedClose | CloseReason::ServerShutdown
-        );
+        let graceful = matches!(reason, CloseReason::ForcedClose | CloseReason::ServerShutdown);
         if !(graceful && self.transport == TransportKind::Polling) {
             self.queue.clear();
             self.queued_bytes = 0;
@@ -611,9 +577,7 @@ impl Session {
             Packet::Noop => {}
             // A v4 client never pings the server, never opens and never upgrades outside a
             // probe: the reference treats these as transport errors.
-            Packet::Ping(_) | Packet::Open(_) | Packet::Upgrade => {
-                self.close(CloseReason::TransportError)
-            }
+            Packet::Ping(_) | Packet::Open(_) | Packet::Upgrade => self.close(CloseReason::TransportError),
         }
     }
 
@@ -717,10 +681,7 @@ mod tests {
         let mut s = Session::new(TransportKind::WebSocket, cfg(), t0);
         s.handle_timeout(ms(t0, 300));
         s.handle_timeout(ms(t0, 500));
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::PingTimeout)]
-        );
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::PingTimeout)]);
         assert_eq!(s.poll_timeout(), None);
         // Reported once.
         assert!(events(&mut s).is_empty());
@@ -732,20 +693,11 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         s.handle_timeout(ms(t0, 300));
         // The ping waits for a poll.
-        assert_eq!(
-            s.handle_get(ms(t0, 301)),
-            GetOutcome::Respond(b"2".to_vec())
-        );
+        assert_eq!(s.handle_get(ms(t0, 301)), GetOutcome::Respond(b"2".to_vec()));
         assert_eq!(s.handle_get(ms(t0, 302)), GetOutcome::Park);
         s.handle_timeout(ms(t0, 500));
-        assert_eq!(
-            transmits(&mut s),
-            vec![Transmit::PollResponse(b"1".to_vec())]
-        );
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::PingTimeout)]
-        );
+        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"1".to_vec())]);
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::PingTimeout)]);
     }
 
     #[test]
@@ -754,14 +706,8 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         assert_eq!(s.handle_get(t0), GetOutcome::Park);
         assert_eq!(s.handle_get(t0), GetOutcome::Reject(EioError::BadRequest));
-        assert_eq!(
-            transmits(&mut s),
-            vec![Transmit::PollResponse(b"1".to_vec())]
-        );
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::TransportError)]
-        );
+        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"1".to_vec())]);
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::TransportError)]);
     }
 
     #[test]
@@ -770,10 +716,7 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         s.send(Outgoing::text("4a"));
         s.send(Outgoing::binary(&[1, 2]));
-        assert_eq!(
-            s.handle_get(t0),
-            GetOutcome::Respond(b"4a\x1ebAQI=".to_vec())
-        );
+        assert_eq!(s.handle_get(t0), GetOutcome::Respond(b"4a\x1ebAQI=".to_vec()));
     }
 
     #[test]
@@ -782,10 +725,7 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         assert_eq!(s.handle_get(t0), GetOutcome::Park);
         s.send(Outgoing::text("4x"));
-        assert_eq!(
-            transmits(&mut s),
-            vec![Transmit::PollResponse(b"4x".to_vec())]
-        );
+        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"4x".to_vec())]);
         assert!(!s.has_parked_get());
     }
 
@@ -823,10 +763,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Session::new(TransportKind::WebSocket, cfg(), t0);
         s.handle_ws(WsInput::Text("2"), t0);
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::TransportError)]
-        );
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::TransportError)]);
     }
 
     #[test]
@@ -839,19 +776,13 @@ mod tests {
         s.handle_probe(WsInput::Text("2probe"), t0);
         assert_eq!(
             transmits(&mut s),
-            vec![
-                Transmit::Probe(Outgoing::text("3probe")),
-                Transmit::PollResponse(b"6".to_vec())
-            ]
+            vec![Transmit::Probe(Outgoing::text("3probe")), Transmit::PollResponse(b"6".to_vec())]
         );
         // Packets sent during the upgrade still go to polling.
         s.send(Outgoing::text("4during"));
         s.handle_probe(WsInput::Text("5"), ms(t0, 10));
         assert_eq!(events(&mut s), vec![SessionEvent::Upgraded]);
-        assert_eq!(
-            transmits(&mut s),
-            vec![Transmit::Ws(Outgoing::text("4during"))]
-        );
+        assert_eq!(transmits(&mut s), vec![Transmit::Ws(Outgoing::text("4during"))]);
         assert_eq!(s.transport(), TransportKind::WebSocket);
         assert_eq!(s.handle_get(t0), GetOutcome::Reject(EioError::BadRequest));
         assert!(!s.can_probe());
@@ -899,10 +830,7 @@ mod tests {
         for _ in 0..20 {
             s.send(Outgoing::text(&"4".repeat(100)));
         }
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::SlowConsumer)]
-        );
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::SlowConsumer)]);
     }
 
     #[test]
@@ -914,14 +842,8 @@ mod tests {
         // Not reported until the last poll came (or the linger deadline passed).
         assert_eq!(events(&mut s), vec![]);
         assert_eq!(s.poll_timeout(), Some(ms(t0, 200)));
-        assert_eq!(
-            s.handle_get(ms(t0, 10)),
-            GetOutcome::Respond(b"41\x1e1".to_vec())
-        );
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::ForcedClose)]
-        );
+        assert_eq!(s.handle_get(ms(t0, 10)), GetOutcome::Respond(b"41\x1e1".to_vec()));
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ForcedClose)]);
     }
 
     #[test]
@@ -930,14 +852,8 @@ mod tests {
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
         assert_eq!(s.handle_get(t0), GetOutcome::Park);
         s.close(CloseReason::ServerShutdown);
-        assert_eq!(
-            transmits(&mut s),
-            vec![Transmit::PollResponse(b"1".to_vec())]
-        );
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::ServerShutdown)]
-        );
+        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"1".to_vec())]);
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ServerShutdown)]);
     }
 
     #[test]
@@ -947,22 +863,13 @@ mod tests {
         s.send(Outgoing::text("41"));
         s.close(CloseReason::ForcedClose);
         s.handle_timeout(ms(t0, 200));
-        assert_eq!(
-            events(&mut s),
-            vec![SessionEvent::Closed(CloseReason::ForcedClose)]
-        );
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ForcedClose)]);
     }
 
     #[test]
     fn errors_have_reference_bodies() {
-        assert_eq!(
-            EioError::UnknownSid.json(),
-            r#"{"code":1,"message":"Session ID unknown"}"#
-        );
-        assert_eq!(
-            EioError::UnknownTransport.json(),
-            r#"{"code":0,"message":"Transport unknown"}"#
-        );
+        assert_eq!(EioError::UnknownSid.json(), r#"{"code":1,"message":"Session ID unknown"}"#);
+        assert_eq!(EioError::UnknownTransport.json(), r#"{"code":0,"message":"Transport unknown"}"#);
         assert_eq!(
             EioError::UnsupportedProtocolVersion.json(),
             r#"{"code":5,"message":"Unsupported protocol version"}"#

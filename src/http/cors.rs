@@ -41,11 +41,7 @@ impl Default for Cors {
 impl Cors {
     /// Development default: any origin, reflected, with credentials.
     pub fn permissive() -> Self {
-        Cors {
-            allow: AllowOrigin::Any,
-            credentials: true,
-            max_age_secs: 86_400,
-        }
+        Cors { allow: AllowOrigin::Any, credentials: true, max_age_secs: 86_400 }
     }
 
     /// Only the listed origins, with credentials.
@@ -66,9 +62,9 @@ impl Cors {
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         match (origin, &self.allow) {
             (None, _) | (Some(_), AllowOrigin::Any) => true,
-            (Some(origin), AllowOrigin::List(list)) => list
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(origin)),
+            (Some(origin), AllowOrigin::List(list)) => {
+                list.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            }
         }
     }
 
@@ -95,9 +91,7 @@ impl Cors {
             }
             // `*` together with credentials is rejected by browsers, but without an Origin there
             // is no browser check to satisfy, so credentials are left out.
-            (None, AllowOrigin::Any) => {
-                headers.push(("Access-Control-Allow-Origin", "*".to_owned()))
-            }
+            (None, AllowOrigin::Any) => headers.push(("Access-Control-Allow-Origin", "*".to_owned())),
             (None, AllowOrigin::List(_)) => {}
         }
         headers.push(("Vary", "Origin".to_owned()));
@@ -115,10 +109,7 @@ impl Cors {
         // Replace the plain `Vary: Origin` with one that also covers the reflected headers.
         headers.retain(|(name, _)| *name != "Vary");
         headers.push(("Vary", "Origin, Access-Control-Request-Headers".to_owned()));
-        headers.push((
-            "Access-Control-Allow-Methods",
-            "GET,POST,OPTIONS".to_owned(),
-        ));
+        headers.push(("Access-Control-Allow-Methods", "GET,POST,OPTIONS".to_owned()));
         if let Some(requested) = req.header("access-control-request-headers")
             && !requested.is_empty()
         {
@@ -127,9 +118,7 @@ impl Cors {
         if self.max_age_secs > 0 {
             headers.push(("Access-Control-Max-Age", self.max_age_secs.to_string()));
         }
-        headers
-            .into_iter()
-            .fold(Response::new(204), |r, (name, value)| r.header(name, value))
+        headers.into_iter().fold(Response::new(204), |r, (name, value)| r.header(name, value))
     }
 }
 
@@ -143,20 +132,14 @@ mod tests {
             method: Method::Options,
             path: "/socket.io/".into(),
             query: "EIO=4&transport=polling".into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: Vec::new(),
             keep_alive: true,
         }
     }
 
     fn get(headers: &[(&'static str, String)], name: &str) -> Option<String> {
-        headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
+        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
     }
 
     #[test]
@@ -164,14 +147,8 @@ mod tests {
         let cors = Cors::permissive();
         assert!(cors.origin_allowed(Some("https://evil.example")));
         let h = cors.headers(Some("http://localhost:5173"));
-        assert_eq!(
-            get(&h, "Access-Control-Allow-Origin").as_deref(),
-            Some("http://localhost:5173")
-        );
-        assert_eq!(
-            get(&h, "Access-Control-Allow-Credentials").as_deref(),
-            Some("true")
-        );
+        assert_eq!(get(&h, "Access-Control-Allow-Origin").as_deref(), Some("http://localhost:5173"));
+        assert_eq!(get(&h, "Access-Control-Allow-Credentials").as_deref(), Some("true"));
         assert_eq!(get(&h, "Vary").as_deref(), Some("Origin"));
     }
 
@@ -192,10 +169,7 @@ mod tests {
         assert!(!cors.origin_allowed(Some("null")));
 
         let h = cors.headers(Some("http://localhost:3000"));
-        assert_eq!(
-            get(&h, "Access-Control-Allow-Origin").as_deref(),
-            Some("http://localhost:3000")
-        );
+        assert_eq!(get(&h, "Access-Control-Allow-Origin").as_deref(), Some("http://localhost:3000"));
 
         let refused = cors.headers(Some("https://other.example"));
         assert_eq!(refused, vec![("Vary", "Origin".to_owned())]);
@@ -205,17 +179,8 @@ mod tests {
 
     #[test]
     fn credentials_can_be_turned_off() {
-        let cors = Cors {
-            credentials: false,
-            ..Cors::permissive()
-        };
-        assert_eq!(
-            get(
-                &cors.headers(Some("https://a.example")),
-                "Access-Control-Allow-Credentials"
-            ),
-            None
-        );
+        let cors = Cors { credentials: false, ..Cors::permissive() };
+        assert_eq!(get(&cors.headers(Some("https://a.example")), "Access-Control-Allow-Credentials"), None);
     }
 
     #[test]
@@ -227,27 +192,12 @@ mod tests {
         ]);
         let r = Cors::allow_list(["https://chat.example"]).preflight(&req);
         assert_eq!(r.status, 204);
-        assert_eq!(
-            r.header_value("access-control-allow-origin"),
-            Some("https://chat.example")
-        );
-        assert_eq!(
-            r.header_value("access-control-allow-methods"),
-            Some("GET,POST,OPTIONS")
-        );
-        assert_eq!(
-            r.header_value("access-control-allow-headers"),
-            Some("content-type,x-token")
-        );
-        assert_eq!(
-            r.header_value("access-control-allow-credentials"),
-            Some("true")
-        );
+        assert_eq!(r.header_value("access-control-allow-origin"), Some("https://chat.example"));
+        assert_eq!(r.header_value("access-control-allow-methods"), Some("GET,POST,OPTIONS"));
+        assert_eq!(r.header_value("access-control-allow-headers"), Some("content-type,x-token"));
+        assert_eq!(r.header_value("access-control-allow-credentials"), Some("true"));
         assert_eq!(r.header_value("access-control-max-age"), Some("86400"));
-        assert_eq!(
-            r.header_value("vary"),
-            Some("Origin, Access-Control-Request-Headers")
-        );
+        assert_eq!(r.header_value("vary"), Some("Origin, Access-Control-Request-Headers"));
         assert_eq!(r.headers().iter().filter(|(n, _)| n == "Vary").count(), 1);
         let mut out = Vec::new();
         r.write_to(true, &mut out);
@@ -256,10 +206,7 @@ mod tests {
 
     #[test]
     fn preflight_without_requested_headers_or_max_age_omits_them() {
-        let cors = Cors {
-            max_age_secs: 0,
-            ..Cors::permissive()
-        };
+        let cors = Cors { max_age_secs: 0, ..Cors::permissive() };
         let r = cors.preflight(&options(&[("origin", "https://a.example")]));
         assert_eq!(r.status, 204);
         assert_eq!(r.header_value("access-control-allow-headers"), None);

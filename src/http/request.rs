@@ -30,11 +30,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_header_bytes: 8192,
-            max_headers: 64,
-            max_body_bytes: 1_000_000,
-        }
+        Limits { max_header_bytes: 8192, max_headers: 64, max_body_bytes: 1_000_000 }
     }
 }
 
@@ -80,19 +76,13 @@ impl Request {
     /// The first value of a header; `name_lowercase` must be lower case.
     pub fn header(&self, name_lowercase: &str) -> Option<&str> {
         debug_assert!(!name_lowercase.bytes().any(|b| b.is_ascii_uppercase()));
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name_lowercase)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name_lowercase).map(|(_, v)| v.as_str())
     }
 
     /// Whether any header named `name_lowercase` lists `token` in its comma-separated value
     /// (ASCII case-insensitive), as for `Connection: keep-alive, Upgrade`.
     pub fn header_has_token(&self, name_lowercase: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n == name_lowercase)
-            .any(|(_, v)| has_token(v, token))
+        self.headers.iter().filter(|(n, _)| n == name_lowercase).any(|(_, v)| has_token(v, token))
     }
 
     /// The first query parameter called `name`, percent-decoded with `+` as a space.
@@ -103,13 +93,10 @@ impl Request {
     /// All query parameters in order, percent-decoded with `+` as a space. Empty segments
     /// (`a=1&&b=2`) are skipped; a segment without `=` has an empty value.
     pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-        self.query
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|segment| {
-                let (k, v) = segment.split_once('=').unwrap_or((segment, ""));
-                (form_decode(k), form_decode(v))
-            })
+        self.query.split('&').filter(|s| !s.is_empty()).map(|segment| {
+            let (k, v) = segment.split_once('=').unwrap_or((segment, ""));
+            (form_decode(k), form_decode(v))
+        })
     }
 
     /// Whether this is a WebSocket opening handshake (RFC 6455 section 4.2.1): a GET with
@@ -123,9 +110,7 @@ impl Request {
 }
 
 fn has_token(value: &str, token: &str) -> bool {
-    value
-        .split(',')
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Decodes `application/x-www-form-urlencoded` text: `+` is a space, `%XX` a byte. Malformed
@@ -144,10 +129,7 @@ pub fn form_decode(s: &str) -> Cow<'_, str> {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' => match (
-                bytes.get(i + 1).and_then(hex),
-                bytes.get(i + 2).and_then(hex),
-            ) {
+            b'%' => match (bytes.get(i + 1).and_then(hex), bytes.get(i + 2).and_then(hex)) {
                 (Some(hi), Some(lo)) => {
                     out.push(hi << 4 | lo);
                     i += 3;
@@ -271,8 +253,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, HttpError> {
     };
 
     // httparse only returns Complete with all three set.
-    let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version)
-    else {
+    let (Some(method), Some(target), Some(version)) = (parsed.method, parsed.path, parsed.version) else {
         return Err(HttpError::Malformed("incomplete request line"));
     };
     let method = Method::from_token(method);
@@ -319,16 +300,8 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, HttpError> {
         return Ok(Parse::Partial);
     }
 
-    let connection_has = |token: &str| {
-        headers
-            .iter()
-            .any(|(n, v)| n == "connection" && has_token(v, token))
-    };
-    let keep_alive = if version >= 1 {
-        !connection_has("close")
-    } else {
-        connection_has("keep-alive")
-    };
+    let connection_has = |token: &str| headers.iter().any(|(n, v)| n == "connection" && has_token(v, token));
+    let keep_alive = if version >= 1 { !connection_has("close") } else { connection_has("keep-alive") };
 
     let request = Request {
         method,
@@ -360,9 +333,7 @@ fn split_target(target: &str) -> (&str, &str) {
     for scheme in ["http://", "https://"] {
         // `get` rather than indexing: the target may hold non-ASCII UTF-8, and a cut inside a
         // character must not panic.
-        let matches_scheme = rest
-            .get(..scheme.len())
-            .is_some_and(|s| s.eq_ignore_ascii_case(scheme));
+        let matches_scheme = rest.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme));
         if matches_scheme {
             let after = &rest[scheme.len()..];
             rest = match after.find(['/', '?']) {
@@ -381,9 +352,7 @@ fn parse_content_length(value: &str) -> Result<u64, HttpError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(HttpError::BadContentLength);
     }
-    value
-        .parse::<u64>()
-        .map_err(|_| HttpError::BadContentLength)
+    value.parse::<u64>().map_err(|_| HttpError::BadContentLength)
 }
 
 #[cfg(test)]
@@ -439,10 +408,8 @@ Host: localhost\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 6\r
         assert_eq!(req.query_param("flag").as_deref(), Some(""));
         assert_eq!(req.query_param("dup").as_deref(), Some("1"));
         assert_eq!(req.query_param("é").as_deref(), Some("\u{FFFD}"));
-        let pairs: Vec<(String, String)> = req
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            req.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         assert_eq!(pairs.len(), 8);
         assert_eq!(pairs[4], ("flag".to_owned(), String::new()));
     }
@@ -450,10 +417,7 @@ Host: localhost\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 6\r
     #[test]
     fn undecoded_query_values_are_borrowed() {
         let (req, _) = complete(POLL_GET);
-        assert!(matches!(
-            req.query_param("transport"),
-            Some(Cow::Borrowed(_))
-        ));
+        assert!(matches!(req.query_param("transport"), Some(Cow::Borrowed(_))));
     }
 
     #[test]
@@ -500,66 +464,30 @@ Host: localhost\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: 6\r
         let cases: &[(&[u8], bool)] = &[
             (b"GET / HTTP/1.1\r\n\r\n", true),
             (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-            (
-                b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n",
-                false,
-            ),
+            (b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
         ];
         for (raw, keep_alive) in cases {
-            assert_eq!(
-                complete(raw).0.keep_alive,
-                *keep_alive,
-                "{}",
-                String::from_utf8_lossy(raw)
-            );
+            assert_eq!(complete(raw).0.keep_alive, *keep_alive, "{}", String::from_utf8_lossy(raw));
         }
     }
 
     #[test]
     fn methods_and_targets_are_classified() {
         let cases: &[(&[u8], Method, &str, &str)] = &[
-            (
-                b"OPTIONS /socket.io/?EIO=4 HTTP/1.1\r\n\r\n",
-                Method::Options,
-                "/socket.io/",
-                "EIO=4",
-            ),
+            (b"OPTIONS /socket.io/?EIO=4 HTTP/1.1\r\n\r\n", Method::Options, "/socket.io/", "EIO=4"),
             (b"DELETE /x HTTP/1.1\r\n\r\n", Method::Other, "/x", ""),
             (b"get / HTTP/1.1\r\n\r\n", Method::Other, "/", ""),
-            (
-                b"GET http://example.com:80/a/b?c=d HTTP/1.1\r\n\r\n",
-                Method::Get,
-                "/a/b",
-                "c=d",
-            ),
-            (
-                b"GET http://example.com HTTP/1.1\r\n\r\n",
-                Method::Get,
-                "/",
-                "",
-            ),
+            (b"GET http://example.com:80/a/b?c=d HTTP/1.1\r\n\r\n", Method::Get, "/a/b", "c=d"),
+            (b"GET http://example.com HTTP/1.1\r\n\r\n", Method::Get, "/", ""),
             (b"GET /a%2Fb? HTTP/1.1\r\n\r\n", Method::Get, "/a%2Fb", ""),
-            (
-                "GET /h\u{e9}llo?q=\u{e9} HTTP/1.1\r\n\r\n".as_bytes(),
-                Method::Get,
-                "/h\u{e9}llo",
-                "q=\u{e9}",
-            ),
-            (
-                "GET abcdef\u{e9}x HTTP/1.1\r\n\r\n".as_bytes(),
-                Method::Get,
-                "abcdef\u{e9}x",
-                "",
-            ),
+            ("GET /h\u{e9}llo?q=\u{e9} HTTP/1.1\r\n\r\n".as_bytes(), Method::Get, "/h\u{e9}llo", "q=\u{e9}"),
+            ("GET abcdef\u{e9}x HTTP/1.1\r\n\r\n".as_bytes(), Method::Get, "abcdef\u{e9}x", ""),
         ];
         for (raw, method, path, query) in cases {
             let (req, _) = complete(raw);
-            assert_eq!(
-                (req.method, req.path.as_str(), req.query.as_str()),
-                (*method, *path, *query)
-            );
+            assert_eq!((req.method, req.path.as_str(), req.query.as_str()), (*method, *path, *query));
         }
     }
 
@@ -579,59 +507,33 @@ Connection: keep-alive, Upgrade\r\n\r\n",
         assert!(req.is_websocket_upgrade());
         let (req, _) = complete(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
         assert!(!req.is_websocket_upgrade());
-        let (req, _) = complete(b"POST / HTTP/1.1\r\nContent-Length: 0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+        let (req, _) = complete(
+            b"POST / HTTP/1.1\r\nContent-Length: 0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        );
         assert!(!req.is_websocket_upgrade());
     }
 
     #[test]
     fn every_error_maps_to_its_status() {
-        let small = Limits {
-            max_header_bytes: 64,
-            max_headers: 2,
-            max_body_bytes: 10,
-        };
+        let small = Limits { max_header_bytes: 64, max_headers: 2, max_body_bytes: 10 };
         let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100));
         let cases: Vec<(Vec<u8>, HttpError, u16)> = vec![
-            (
-                long_header.clone().into_bytes(),
-                HttpError::HeaderTooLarge,
-                431,
-            ),
-            (
-                long_header.as_bytes()[..80].to_vec(),
-                HttpError::HeaderTooLarge,
-                431,
-            ),
-            (
-                b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n".to_vec(),
-                HttpError::TooManyHeaders,
-                431,
-            ),
-            (
-                b"GET / HTTP/2.0\r\n\r\n".to_vec(),
-                HttpError::Malformed("unsupported HTTP version"),
-                400,
-            ),
+            (long_header.clone().into_bytes(), HttpError::HeaderTooLarge, 431),
+            (long_header.as_bytes()[..80].to_vec(), HttpError::HeaderTooLarge, 431),
+            (b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n".to_vec(), HttpError::TooManyHeaders, 431),
+            (b"GET / HTTP/2.0\r\n\r\n".to_vec(), HttpError::Malformed("unsupported HTTP version"), 400),
             (
                 b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n".to_vec(),
                 HttpError::Malformed("invalid header name"),
                 400,
             ),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n".to_vec(),
-                HttpError::BodyTooLarge,
-                413,
-            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n".to_vec(), HttpError::BodyTooLarge, 413),
             (
                 b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
                 HttpError::BadContentLength,
                 400,
             ),
-            (
-                b"POST / HTTP/1.1\r\n\r\n".to_vec(),
-                HttpError::LengthRequired,
-                411,
-            ),
+            (b"POST / HTTP/1.1\r\n\r\n".to_vec(), HttpError::LengthRequired, 411),
             (
                 b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
                 HttpError::UnsupportedTransferEncoding,
@@ -642,21 +544,9 @@ Connection: keep-alive, Upgrade\r\n\r\n",
                 HttpError::BadContentLength,
                 400,
             ),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx".to_vec(),
-                HttpError::BadContentLength,
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\nx".to_vec(),
-                HttpError::BadContentLength,
-                400,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n".to_vec(),
-                HttpError::BadContentLength,
-                400,
-            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx".to_vec(), HttpError::BadContentLength, 400),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\nx".to_vec(), HttpError::BadContentLength, 400),
+            (b"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n".to_vec(), HttpError::BadContentLength, 400),
         ];
         for (raw, error, status) in cases {
             let got = parse_request(&raw, &small);
@@ -669,10 +559,7 @@ Connection: keep-alive, Upgrade\r\n\r\n",
     #[test]
     fn conflicting_content_length_and_transfer_encoding_is_refused() {
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc";
-        assert_eq!(
-            parse_request(raw, &limits()),
-            Err(HttpError::UnsupportedTransferEncoding)
-        );
+        assert_eq!(parse_request(raw, &limits()), Err(HttpError::UnsupportedTransferEncoding));
     }
 
     #[test]
@@ -685,15 +572,9 @@ Connection: keep-alive, Upgrade\r\n\r\n",
 
     #[test]
     fn body_at_the_limit_is_accepted() {
-        let small = Limits {
-            max_body_bytes: 3,
-            ..Limits::default()
-        };
+        let small = Limits { max_body_bytes: 3, ..Limits::default() };
         let raw = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
-        assert!(matches!(
-            parse_request(raw, &small),
-            Ok(Parse::Complete(_, 41))
-        ));
+        assert!(matches!(parse_request(raw, &small), Ok(Parse::Complete(_, 41))));
     }
 
     #[test]
@@ -707,27 +588,15 @@ Connection: keep-alive, Upgrade\r\n\r\n",
     #[test]
     fn head_at_the_size_limit_is_accepted() {
         let head = b"GET / HTTP/1.1\r\n\r\n";
-        let exact = Limits {
-            max_header_bytes: head.len(),
-            ..Limits::default()
-        };
-        assert!(matches!(
-            parse_request(head, &exact),
-            Ok(Parse::Complete(_, 18))
-        ));
-        let short = Limits {
-            max_header_bytes: head.len() - 1,
-            ..Limits::default()
-        };
+        let exact = Limits { max_header_bytes: head.len(), ..Limits::default() };
+        assert!(matches!(parse_request(head, &exact), Ok(Parse::Complete(_, 18))));
+        let short = Limits { max_header_bytes: head.len() - 1, ..Limits::default() };
         assert_eq!(parse_request(head, &short), Err(HttpError::HeaderTooLarge));
     }
 
     #[test]
     fn more_headers_than_the_stack_holds_use_the_heap() {
-        let many = Limits {
-            max_headers: 100,
-            ..Limits::default()
-        };
+        let many = Limits { max_headers: 100, ..Limits::default() };
         let mut raw = b"GET / HTTP/1.1\r\n".to_vec();
         for i in 0..80 {
             raw.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
@@ -737,10 +606,7 @@ Connection: keep-alive, Upgrade\r\n\r\n",
             Ok(Parse::Complete(req, _)) => assert_eq!(req.headers.len(), 80),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            parse_request(&raw, &limits()),
-            Err(HttpError::TooManyHeaders)
-        );
+        assert_eq!(parse_request(&raw, &limits()), Err(HttpError::TooManyHeaders));
     }
 
     proptest! {

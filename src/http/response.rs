@@ -22,11 +22,7 @@ pub struct Response {
 impl Response {
     /// An empty response with this status.
     pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response { status, headers: Vec::new(), body: Vec::new() }
     }
 
     /// Adds a header. `Content-Length` and `Connection` are written by [`Response::write_to`]
@@ -34,15 +30,11 @@ impl Response {
     pub fn header(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         let name = name.into();
         debug_assert!(
-            !name.eq_ignore_ascii_case("content-length")
-                && !name.eq_ignore_ascii_case("connection"),
+            !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("connection"),
             "{name} is written by write_to"
         );
         let value = value.into();
-        debug_assert!(
-            !value.contains(['\r', '\n']),
-            "header value with a line break"
-        );
+        debug_assert!(!value.contains(['\r', '\n']), "header value with a line break");
         self.headers.push((name, value));
         self
     }
@@ -61,10 +53,7 @@ impl Response {
 
     /// The first value of a header, compared ASCII case-insensitively.
     pub fn header_value(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Appends the serialized response to `out`.
@@ -93,10 +82,7 @@ pub fn write_simple(
         write_header("Content-Type", content_type, out);
     }
     for (name, value) in extra_headers {
-        debug_assert!(
-            !value.contains(['\r', '\n']),
-            "header value with a line break"
-        );
+        debug_assert!(!value.contains(['\r', '\n']), "header value with a line break");
         write_header(name, value, out);
     }
     write_tail(status, body, keep_alive, out);
@@ -121,10 +107,7 @@ fn write_header(name: &str, value: &str, out: &mut Vec<u8>) {
 fn write_tail(status: u16, body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
     // RFC 9110 section 8.6: no Content-Length in 1xx or 204 responses, which have no body.
     let bodiless = status < 200 || status == 204;
-    debug_assert!(
-        !bodiless || body.is_empty(),
-        "status {status} cannot carry a body"
-    );
+    debug_assert!(!bodiless || body.is_empty(), "status {status} cannot carry a body");
     if !bodiless {
         out.extend_from_slice(b"Content-Length: ");
         write_decimal(body.len() as u64, out);
@@ -204,22 +187,14 @@ Content-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
     fn close_is_announced_when_not_keeping_alive() {
         let mut out = Vec::new();
         Response::new(404).write_to(false, &mut out);
-        assert_eq!(
-            text(&out),
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
+        assert_eq!(text(&out), "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     }
 
     #[test]
     fn no_content_has_no_content_length() {
         let mut out = Vec::new();
-        Response::new(204)
-            .header("Vary", "Origin")
-            .write_to(true, &mut out);
-        assert_eq!(
-            text(&out),
-            "HTTP/1.1 204 No Content\r\nVary: Origin\r\nConnection: keep-alive\r\n\r\n"
-        );
+        Response::new(204).header("Vary", "Origin").write_to(true, &mut out);
+        assert_eq!(text(&out), "HTTP/1.1 204 No Content\r\nVary: Origin\r\nConnection: keep-alive\r\n\r\n");
     }
 
     #[test]

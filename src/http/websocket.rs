@@ -89,17 +89,13 @@ pub fn write_handshake_response(
     if req.method != Method::Get {
         return Err(HandshakeError::NotGet);
     }
-    if !req.header_has_token("upgrade", "websocket")
-        || !req.header_has_token("connection", "upgrade")
-    {
+    if !req.header_has_token("upgrade", "websocket") || !req.header_has_token("connection", "upgrade") {
         return Err(HandshakeError::NotUpgrade);
     }
     if req.header("sec-websocket-version") != Some("13") {
         return Err(HandshakeError::UnsupportedVersion);
     }
-    let key = req
-        .header("sec-websocket-key")
-        .ok_or(HandshakeError::BadKey)?;
+    let key = req.header("sec-websocket-key").ok_or(HandshakeError::BadKey)?;
     if !is_valid_key(key) {
         return Err(HandshakeError::BadKey);
     }
@@ -112,10 +108,7 @@ Sec-WebSocket-Accept: ",
     out.extend_from_slice(accept.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in extra_headers {
-        debug_assert!(
-            !value.contains(['\r', '\n']),
-            "header value with a line break"
-        );
+        debug_assert!(!value.contains(['\r', '\n']), "header value with a line break");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -130,10 +123,7 @@ fn is_valid_key(key: &str) -> bool {
     use base64::Engine as _;
     let mut decoded = [0u8; 18];
     key.len() == 24
-        && matches!(
-            base64::engine::general_purpose::STANDARD.decode_slice(key, &mut decoded),
-            Ok(16)
-        )
+        && matches!(base64::engine::general_purpose::STANDARD.decode_slice(key, &mut decoded), Ok(16))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,10 +154,7 @@ pub struct DecoderLimits {
 
 impl Default for DecoderLimits {
     fn default() -> Self {
-        DecoderLimits {
-            max_message_bytes: 1_000_000,
-            max_frame_bytes: 1_000_000,
-        }
+        DecoderLimits { max_message_bytes: 1_000_000, max_frame_bytes: 1_000_000 }
     }
 }
 
@@ -255,10 +242,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(limits: DecoderLimits) -> Self {
-        Decoder {
-            limits,
-            fragments: None,
-        }
+        Decoder { limits, fragments: None }
     }
 
     /// Whether a fragmented message is partly received.
@@ -314,10 +298,8 @@ impl Decoder {
                     fragments.payload.extend_from_slice(payload);
                     apply_mask(&mut fragments.payload[start..], mask);
                     if header.is_final {
-                        let Fragments { text, payload } = self
-                            .fragments
-                            .take()
-                            .ok_or(WsError::UnexpectedContinuation)?;
+                        let Fragments { text, payload } =
+                            self.fragments.take().ok_or(WsError::UnexpectedContinuation)?;
                         return data_message(text, payload).map(|m| (Some(m), consumed));
                     }
                 }
@@ -328,10 +310,7 @@ impl Decoder {
                     if header.is_final {
                         return data_message(text, data).map(|m| (Some(m), consumed));
                     }
-                    self.fragments = Some(Fragments {
-                        text,
-                        payload: data,
-                    });
+                    self.fragments = Some(Fragments { text, payload: data });
                 }
             }
         }
@@ -354,9 +333,7 @@ impl Decoder {
                 Err(WsError::UnknownOpcode)
             }
             WireOpCode::Control(_) if !header.is_final => Err(WsError::FragmentedControl),
-            WireOpCode::Control(_) if length > MAX_CONTROL_PAYLOAD as u64 => {
-                Err(WsError::ControlTooLong)
-            }
+            WireOpCode::Control(_) if length > MAX_CONTROL_PAYLOAD as u64 => Err(WsError::ControlTooLong),
             WireOpCode::Control(_) => Ok(()),
             WireOpCode::Data(kind) => {
                 match (kind, &self.fragments) {
@@ -380,9 +357,7 @@ impl Decoder {
 
 fn data_message(text: bool, payload: Vec<u8>) -> Result<Message, WsError> {
     if text {
-        String::from_utf8(payload)
-            .map(Message::Text)
-            .map_err(|_| WsError::InvalidUtf8)
+        String::from_utf8(payload).map(Message::Text).map_err(|_| WsError::InvalidUtf8)
     } else {
         Ok(Message::Binary(Bytes::from(payload)))
     }
@@ -546,11 +521,7 @@ mod tests {
         let mut fed = 0;
         let mut sizes = chunks.iter().copied().chain(std::iter::repeat(usize::MAX));
         while fed < stream.len() {
-            let n = sizes
-                .next()
-                .unwrap_or(usize::MAX)
-                .max(1)
-                .min(stream.len() - fed);
+            let n = sizes.next().unwrap_or(usize::MAX).max(1).min(stream.len() - fed);
             buf.extend_from_slice(&stream[fed..fed + n]);
             fed += n;
             loop {
@@ -571,10 +542,7 @@ mod tests {
             method: Method::Get,
             path: "/socket.io/".into(),
             query: "EIO=4&transport=websocket".into(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: Vec::new(),
             keep_alive: true,
         }
@@ -603,60 +571,26 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
     #[test]
     fn handshake_refuses_invalid_requests() {
         let with = |name: &str, value: Option<&str>| {
-            let mut headers: Vec<(&str, &str)> = UPGRADE
-                .iter()
-                .copied()
-                .filter(|(n, _)| *n != name)
-                .collect();
+            let mut headers: Vec<(&str, &str)> =
+                UPGRADE.iter().copied().filter(|(n, _)| *n != name).collect();
             if let Some(v) = value {
                 headers.push((name, v));
             }
             request(&headers)
         };
-        let post = Request {
-            method: Method::Post,
-            ..request(UPGRADE)
-        };
+        let post = Request { method: Method::Post, ..request(UPGRADE) };
         let cases = [
             (post, HandshakeError::NotGet, 400),
             (with("upgrade", None), HandshakeError::NotUpgrade, 400),
-            (
-                with("upgrade", Some("h2c")),
-                HandshakeError::NotUpgrade,
-                400,
-            ),
-            (
-                with("connection", Some("keep-alive")),
-                HandshakeError::NotUpgrade,
-                400,
-            ),
-            (
-                with("sec-websocket-version", Some("8")),
-                HandshakeError::UnsupportedVersion,
-                426,
-            ),
-            (
-                with("sec-websocket-version", None),
-                HandshakeError::UnsupportedVersion,
-                426,
-            ),
+            (with("upgrade", Some("h2c")), HandshakeError::NotUpgrade, 400),
+            (with("connection", Some("keep-alive")), HandshakeError::NotUpgrade, 400),
+            (with("sec-websocket-version", Some("8")), HandshakeError::UnsupportedVersion, 426),
+            (with("sec-websocket-version", None), HandshakeError::UnsupportedVersion, 426),
             (with("sec-websocket-key", None), HandshakeError::BadKey, 400),
-            (
-                with("sec-websocket-key", Some("not base64 at all!!!!!!!")),
-                HandshakeError::BadKey,
-                400,
-            ),
-            (
-                with("sec-websocket-key", Some("dGhlIHNhbXBsZSBub25jZQ")),
-                HandshakeError::BadKey,
-                400,
-            ),
+            (with("sec-websocket-key", Some("not base64 at all!!!!!!!")), HandshakeError::BadKey, 400),
+            (with("sec-websocket-key", Some("dGhlIHNhbXBsZSBub25jZQ")), HandshakeError::BadKey, 400),
             // 24 characters, but they decode to 17 bytes.
-            (
-                with("sec-websocket-key", Some("dGhlIHNhbXBsZSBub25jZT0=")),
-                HandshakeError::BadKey,
-                400,
-            ),
+            (with("sec-websocket-key", Some("dGhlIHNhbXBsZSBub25jZT0=")), HandshakeError::BadKey, 400),
         ];
         for (req, error, status) in cases {
             let mut out = Vec::new();
@@ -667,9 +601,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
             assert!(!error.to_string().is_empty());
         }
         assert_eq!(
-            HandshakeError::UnsupportedVersion
-                .response()
-                .header_value("sec-websocket-version"),
+            HandshakeError::UnsupportedVersion.response().header_value("sec-websocket-version"),
             Some("13")
         );
     }
@@ -688,24 +620,14 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
 
     #[test]
     fn rfc_masked_hello_decodes() {
-        let frame = [
-            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
-        assert_eq!(
-            decoder().decode(&frame),
-            Ok((Some(Message::Text("Hello".into())), 11))
-        );
+        let frame = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        assert_eq!(decoder().decode(&frame), Ok((Some(Message::Text("Hello".into())), 11)));
     }
 
     #[test]
     fn rfc_masked_pong_decodes() {
-        let frame = [
-            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-        ];
-        assert_eq!(
-            decoder().decode(&frame),
-            Ok((Some(Message::Pong(b"Hello".to_vec())), 11))
-        );
+        let frame = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        assert_eq!(decoder().decode(&frame), Ok((Some(Message::Pong(b"Hello".to_vec())), 11)));
     }
 
     #[test]
@@ -754,10 +676,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
         assert!(dec.in_message());
         assert_eq!(
             dec.decode(&stream[first_len..]),
-            Ok((
-                Some(Message::Text("Hello".into())),
-                stream.len() - first_len
-            ))
+            Ok((Some(Message::Text("Hello".into())), stream.len() - first_len))
         );
         assert!(!dec.in_message());
     }
@@ -784,18 +703,12 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
         let cases: &[(&[u8], Message)] = &[
             (b"", Message::Close(None, String::new())),
             (b"\x03\xe8", Message::Close(Some(1000), String::new())),
-            (
-                b"\x03\xe9going away",
-                Message::Close(Some(1001), "going away".into()),
-            ),
+            (b"\x03\xe9going away", Message::Close(Some(1001), "going away".into())),
             (b"\x0f\xa0app", Message::Close(Some(4000), "app".into())),
         ];
         for (payload, expected) in cases {
             let frame = client_frame(0x88, payload, MASK);
-            assert_eq!(
-                decoder().decode(&frame),
-                Ok((Some(expected.clone()), frame.len()))
-            );
+            assert_eq!(decoder().decode(&frame), Ok((Some(expected.clone()), frame.len())));
         }
     }
 
@@ -820,10 +733,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
 
     #[test]
     fn every_protocol_violation_is_an_error_with_its_close_code() {
-        let small = DecoderLimits {
-            max_message_bytes: 10,
-            max_frame_bytes: 8,
-        };
+        let small = DecoderLimits { max_message_bytes: 10, max_frame_bytes: 8 };
         let mut unmasked = vec![0x81, 0x02];
         unmasked.extend_from_slice(b"hi");
         let mut huge_length = vec![0x82, 0xff];
@@ -832,11 +742,8 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
         let mut too_long_announced = vec![0x82, 0xff];
         too_long_announced.extend_from_slice(&1_000_000u64.to_be_bytes());
         too_long_announced.extend_from_slice(&MASK);
-        let two_fragments_too_big = [
-            client_frame(0x02, b"123456", MASK),
-            client_frame(0x80, b"78901", MASK),
-        ]
-        .concat();
+        let two_fragments_too_big =
+            [client_frame(0x02, b"123456", MASK), client_frame(0x80, b"78901", MASK)].concat();
 
         let cases: Vec<(Vec<u8>, WsError, u16)> = vec![
             (unmasked, WsError::Unmasked, 1002),
@@ -846,81 +753,29 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
             (client_frame(0x83, b"x", MASK), WsError::UnknownOpcode, 1002),
             (client_frame(0x8b, b"x", MASK), WsError::UnknownOpcode, 1002),
             (huge_length, WsError::BadLength, 1002),
+            (client_frame(0x89, &[0; 126], MASK), WsError::ControlTooLong, 1002),
+            (client_frame(0x09, b"", MASK), WsError::FragmentedControl, 1002),
+            (client_frame(0x80, b"x", MASK), WsError::UnexpectedContinuation, 1002),
             (
-                client_frame(0x89, &[0; 126], MASK),
-                WsError::ControlTooLong,
-                1002,
-            ),
-            (
-                client_frame(0x09, b"", MASK),
-                WsError::FragmentedControl,
-                1002,
-            ),
-            (
-                client_frame(0x80, b"x", MASK),
-                WsError::UnexpectedContinuation,
-                1002,
-            ),
-            (
-                [
-                    client_frame(0x01, b"a", MASK),
-                    client_frame(0x81, b"b", MASK),
-                ]
-                .concat(),
+                [client_frame(0x01, b"a", MASK), client_frame(0x81, b"b", MASK)].concat(),
                 WsError::ExpectedContinuation,
                 1002,
             ),
-            (
-                client_frame(0x82, b"123456789", MASK),
-                WsError::MessageTooLarge,
-                1009,
-            ),
+            (client_frame(0x82, b"123456789", MASK), WsError::MessageTooLarge, 1009),
             (too_long_announced, WsError::MessageTooLarge, 1009),
             (two_fragments_too_big, WsError::MessageTooLarge, 1009),
+            (client_frame(0x81, b"\xff", MASK), WsError::InvalidUtf8, 1007),
             (
-                client_frame(0x81, b"\xff", MASK),
+                [client_frame(0x01, b"\xe2\x82", MASK), client_frame(0x80, b"\xac\xff", MASK)].concat(),
                 WsError::InvalidUtf8,
                 1007,
             ),
-            (
-                [
-                    client_frame(0x01, b"\xe2\x82", MASK),
-                    client_frame(0x80, b"\xac\xff", MASK),
-                ]
-                .concat(),
-                WsError::InvalidUtf8,
-                1007,
-            ),
-            (
-                client_frame(0x88, b"\x03\xe8\xff", MASK),
-                WsError::InvalidUtf8,
-                1007,
-            ),
-            (
-                client_frame(0x88, b"\x03", MASK),
-                WsError::BadClosePayload,
-                1002,
-            ),
-            (
-                client_frame(0x88, b"\x03\xed", MASK),
-                WsError::BadClosePayload,
-                1002,
-            ),
-            (
-                client_frame(0x88, b"\x03\xee", MASK),
-                WsError::BadClosePayload,
-                1002,
-            ),
-            (
-                client_frame(0x88, b"\x03\xe7", MASK),
-                WsError::BadClosePayload,
-                1002,
-            ),
-            (
-                client_frame(0x88, b"\x13\x88", MASK),
-                WsError::BadClosePayload,
-                1002,
-            ),
+            (client_frame(0x88, b"\x03\xe8\xff", MASK), WsError::InvalidUtf8, 1007),
+            (client_frame(0x88, b"\x03", MASK), WsError::BadClosePayload, 1002),
+            (client_frame(0x88, b"\x03\xed", MASK), WsError::BadClosePayload, 1002),
+            (client_frame(0x88, b"\x03\xee", MASK), WsError::BadClosePayload, 1002),
+            (client_frame(0x88, b"\x03\xe7", MASK), WsError::BadClosePayload, 1002),
+            (client_frame(0x88, b"\x13\x88", MASK), WsError::BadClosePayload, 1002),
         ];
         for (stream, error, code) in cases {
             let mut dec = Decoder::new(small);
@@ -942,10 +797,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
 
     #[test]
     fn oversized_frame_is_refused_from_its_header_alone() {
-        let mut dec = Decoder::new(DecoderLimits {
-            max_message_bytes: 100,
-            max_frame_bytes: 100,
-        });
+        let mut dec = Decoder::new(DecoderLimits { max_message_bytes: 100, max_frame_bytes: 100 });
         // Header announcing 64 KiB, with no payload bytes yet.
         let frame = client_frame(0x82, &[0; 65536], MASK);
         assert_eq!(dec.decode(&frame[..14]), Err(WsError::MessageTooLarge));
@@ -963,11 +815,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
         assert_eq!(whole.len(), 5);
         assert_eq!(whole[2], Message::Text("fragment".into()));
         for cut in 1..stream.len() {
-            assert_eq!(
-                decode_chunked(&stream, &[cut]).as_ref(),
-                Ok(&whole),
-                "cut at {cut}"
-            );
+            assert_eq!(decode_chunked(&stream, &[cut]).as_ref(), Ok(&whole), "cut at {cut}");
         }
         assert_eq!(decode_chunked(&stream, &[1; 4096]).as_ref(), Ok(&whole));
     }
@@ -986,11 +834,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nAccess-Control-Allow-Origi
             let original: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let mut data = original.clone();
             apply_mask(&mut data, MASK);
-            let expected: Vec<u8> = original
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ MASK[i % 4])
-                .collect();
+            let expected: Vec<u8> = original.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]).collect();
             assert_eq!(data, expected);
         }
     }

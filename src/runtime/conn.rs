@@ -13,15 +13,9 @@ pub(crate) enum ConnState {
     /// Reading HTTP requests (polling requests, handshakes, other routes).
     Http,
     /// A GET poll waits for its answer; requests pipelined behind it wait too.
-    Parked {
-        session: SessionKey,
-        keep_alive: bool,
-    },
+    Parked { session: SessionKey, keep_alive: bool },
     /// A WebSocket of an Engine.IO session (its transport, or a probe).
-    Ws {
-        session: SessionKey,
-        decoder: Box<websocket::Decoder>,
-    },
+    Ws { session: SessionKey, decoder: Box<websocket::Decoder> },
 }
 
 pub(crate) struct Conn {
@@ -50,12 +44,7 @@ pub(crate) enum ReadOutcome {
 }
 
 impl Conn {
-    pub(crate) fn new(
-        stream: TcpStream,
-        generation: u32,
-        remote: Option<SocketAddr>,
-        rbuf: Vec<u8>,
-    ) -> Conn {
+    pub(crate) fn new(stream: TcpStream, generation: u32, remote: Option<SocketAddr>, rbuf: Vec<u8>) -> Conn {
         Conn {
             stream,
             generation,
@@ -95,6 +84,14 @@ impl Conn {
             self.out_pos = 0;
         }
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Take the unsent output (a connection moving to another core carries it along).
+    pub(crate) fn take_output(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.out);
+        out.drain(..self.out_pos);
+        self.out_pos = 0;
+        out
     }
 
     /// Bytes waiting to be written.

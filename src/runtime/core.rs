@@ -51,8 +51,7 @@ impl Core {
         peers: Arc<Vec<CoreHandle>>,
         sleeping: Arc<AtomicBool>,
     ) -> std::io::Result<Core> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &def.config;
         let http_limits = Limits {
             max_header_bytes: cfg.limits.max_header_bytes,
@@ -65,10 +64,7 @@ impl Core {
         };
         let max_output = cfg.limits.max_output_bytes;
         let max_conns = cfg.limits.max_connections_per_core;
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
             ^ ((id as u64) << 56);
         let n = peers.len();
         Ok(Core {
@@ -96,11 +92,7 @@ impl Core {
             let timeout = self.next_timeout();
             // Announce sleep, then re-check the inbox: a sender that saw `sleeping` wakes us.
             self.sleeping.store(true, Ordering::SeqCst);
-            let timeout = if self.inbox.is_empty() {
-                timeout
-            } else {
-                Some(Duration::ZERO)
-            };
+            let timeout = if self.inbox.is_empty() { timeout } else { Some(Duration::ZERO) };
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
@@ -133,10 +125,7 @@ impl Core {
     }
 
     fn tick(&mut self) {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         self.shard.set_time(Instant::now(), wall);
     }
 
@@ -145,9 +134,7 @@ impl Core {
             // While draining, poll briefly so the loop can notice it is done.
             return Some(Duration::from_millis(50));
         }
-        self.shard
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
+        self.shard.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     /// Let the shard finish the turn and carry out what it asks, until nothing is left.
@@ -184,12 +171,12 @@ impl Core {
                     self.shard.handle_msg(crate::broker::ShardMsg::Shutdown);
                 }
                 CoreMsg::Shard(m) => self.shard.handle_msg(m),
-                CoreMsg::Handoff {
-                    stream,
-                    rbuf,
-                    remote,
-                } => {
+                CoreMsg::Handoff { stream, rbuf, out, remote } => {
                     if let Some(i) = self.insert(stream, remote, rbuf) {
+                        if !out.is_empty() {
+                            self.conns[i].queue(&out);
+                            self.mark_dirty(i);
+                        }
                         self.process_input(i);
                     }
                 }
@@ -232,11 +219,7 @@ impl Core {
         if self
             .poll
             .registry()
-            .register(
-                &mut stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
             return None;
@@ -246,18 +229,12 @@ impl Core {
     }
 
     fn key(&self, i: usize) -> ConnKey {
-        ConnKey {
-            idx: i as u32,
-            generation: self.conns[i].generation,
-        }
+        ConnKey { idx: i as u32, generation: self.conns[i].generation }
     }
 
     fn conn_index(&self, key: ConnKey) -> Option<usize> {
         let i = key.idx as usize;
-        self.conns
-            .get(i)
-            .filter(|c| c.generation == key.generation)
-            .map(|_| i)
+        self.conns.get(i).filter(|c| c.generation == key.generation).map(|_| i)
     }
 
     fn mark_dirty(&mut self, i: usize) {
@@ -369,17 +346,9 @@ impl Core {
             }
             RequestOutcome::Park => {
                 c.rbuf.drain(..used);
-                let sid = req
-                    .query_param("sid")
-                    .map(|s| s.into_owned())
-                    .unwrap_or_default();
+                let sid = req.query_param("sid").map(|s| s.into_owned()).unwrap_or_default();
                 match self.shard.session_of_sid(&sid) {
-                    Some(session) => {
-                        c.state = ConnState::Parked {
-                            session,
-                            keep_alive: req.keep_alive,
-                        }
-                    }
+                    Some(session) => c.state = ConnState::Parked { session, keep_alive: req.keep_alive },
                     None => c.closing = true,
                 }
                 return false;
@@ -387,10 +356,8 @@ impl Core {
             RequestOutcome::WebSocket { response, session } => {
                 c.rbuf.drain(..used);
                 c.queue(&response);
-                c.state = ConnState::Ws {
-                    session,
-                    decoder: Box::new(websocket::Decoder::new(self.ws_limits)),
-                };
+                c.state =
+                    ConnState::Ws { session, decoder: Box::new(websocket::Decoder::new(self.ws_limits)) };
             }
         }
         self.mark_dirty(i);
@@ -418,9 +385,7 @@ impl Core {
                     };
                     match msg {
                         Message::Text(t) => self.shard.handle_ws(key, session, WsInput::Text(&t)),
-                        Message::Binary(b) => {
-                            self.shard.handle_ws(key, session, WsInput::Binary(&b))
-                        }
+                        Message::Binary(b) => self.shard.handle_ws(key, session, WsInput::Binary(&b)),
                         Message::Ping(p) => {
                             let mut f = Vec::new();
                             websocket::encode_frame(websocket::OpCode::Pong, &p, &mut f);
@@ -465,12 +430,9 @@ impl Core {
         let mut c = self.conns.remove(i);
         let _ = self.poll.registry().deregister(&mut c.stream);
         let rbuf = std::mem::take(&mut c.rbuf);
+        let out = c.take_output();
         if let Some(p) = self.peers.get(core as usize) {
-            p.send_core(CoreMsg::Handoff {
-                stream: c.stream,
-                rbuf,
-                remote: c.remote,
-            });
+            p.send_core(CoreMsg::Handoff { stream: c.stream, rbuf, out, remote: c.remote });
         }
     }
 
@@ -579,18 +541,11 @@ impl Core {
 /// The `sid` query parameter of the request line at the start of `buf`, if any (used when the
 /// request is refused before it is fully parsed).
 fn sid_in_request_line(buf: &[u8]) -> Option<String> {
-    let line_end = buf
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(buf.len())
-        .min(8192);
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len()).min(8192);
     let line = std::str::from_utf8(&buf[..line_end]).ok()?;
     let target = line.split(' ').nth(1)?;
     let query = target.split_once('?')?.1;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("sid="))
-        .map(str::to_owned)
+    query.split('&').find_map(|kv| kv.strip_prefix("sid=")).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -600,10 +555,8 @@ mod tests {
     #[test]
     fn sid_is_found_in_request_line() {
         assert_eq!(
-            sid_in_request_line(
-                b"POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n"
-            )
-            .as_deref(),
+            sid_in_request_line(b"POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n")
+                .as_deref(),
             Some("abc")
         );
         assert_eq!(sid_in_request_line(b"GET / HTTP/1.1\r\n"), None);

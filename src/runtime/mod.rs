@@ -29,10 +29,12 @@ pub(crate) const LISTENER: Token = Token(usize::MAX - 2);
 pub(crate) enum CoreMsg {
     Shard(ShardMsg),
     /// A connection whose request belongs to a session of the receiving core; `rbuf` holds
-    /// the unconsumed bytes, the request first.
+    /// the unconsumed bytes, the request first; `out` what was not yet written to it (answers
+    /// to earlier pipelined requests), to be written first.
     Handoff {
         stream: mio::net::TcpStream,
         rbuf: Vec<u8>,
+        out: Vec<u8>,
         remote: Option<SocketAddr>,
     },
 }
@@ -58,10 +60,7 @@ impl CoreHandle {
 
 /// Raise the soft open-file limit to the hard limit, so many connections can be open.
 pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the rlimit struct we own; no other memory is touched.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return Err(io::Error::last_os_error());
@@ -92,9 +91,7 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
     let _ = raise_nofile_limit();
     let cfg = &def.config;
     let n = if cfg.cores == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     } else {
         cfg.cores
     }
@@ -102,9 +99,7 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
     let addr = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "host resolves to no address")
-        })?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "host resolves to no address"))?;
 
     // The first listener picks the port when 0 was asked; the others share it.
     let first = bind_listener(addr, cfg.backlog)?;
@@ -123,39 +118,26 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
         let sleeping = Arc::new(AtomicBool::new(false));
-        handles.push(CoreHandle {
-            tx,
-            waker,
-            sleeping: sleeping.clone(),
-        });
+        handles.push(CoreHandle { tx, waker, sleeping: sleeping.clone() });
         polls.push(poll);
         inboxes.push(rx);
         flags.push(sleeping);
     }
     let peers = Arc::new(handles);
     let mut threads = Vec::new();
-    for (i, ((poll, rx), (listener, sleeping))) in polls
-        .into_iter()
-        .zip(inboxes)
-        .zip(listeners.into_iter().zip(flags))
-        .enumerate()
+    for (i, ((poll, rx), (listener, sleeping))) in
+        polls.into_iter().zip(inboxes).zip(listeners.into_iter().zip(flags)).enumerate()
     {
         let def = def.clone();
         let peers = peers.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("sockeye-core-{i}"))
-            .spawn(move || {
-                let listener = mio::net::TcpListener::from_std(listener);
-                match core::Core::new(i as u8, def, poll, listener, rx, peers, sleeping) {
-                    Ok(mut c) => c.run(),
-                    Err(e) => eprintln!("sockeye: core {i} failed to start: {e}"),
-                }
-            })?;
+        let t = std::thread::Builder::new().name(format!("sockeye-core-{i}")).spawn(move || {
+            let listener = mio::net::TcpListener::from_std(listener);
+            match core::Core::new(i as u8, def, poll, listener, rx, peers, sleeping) {
+                Ok(mut c) => c.run(),
+                Err(e) => eprintln!("sockeye: core {i} failed to start: {e}"),
+            }
+        })?;
         threads.push(t);
     }
-    Ok(RunningServer {
-        local_addr,
-        handle: ServerHandle { cores: peers },
-        threads,
-    })
+    Ok(RunningServer { local_addr, handle: ServerHandle { cores: peers }, threads })
 }

@@ -35,14 +35,8 @@ use serde_json::value::RawValue;
 /// Event names the reference parser refuses in an EVENT packet (socket.io-parser 4.2.4,
 /// `RESERVED_EVENTS`): they have a special meaning to the client, the server or the Node.js
 /// EventEmitter, so a peer must not be able to emit them.
-pub const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
+pub const RESERVED_EVENTS: [&str; 6] =
+    ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
 /// Longest ack id we accept, in digits: `u64::MAX` has 20.
 const MAX_ACK_ID_DIGITS: usize = 20;
@@ -136,13 +130,7 @@ impl Eq for Packet {}
 impl Packet {
     /// A packet of `kind` to `ns` with no id, data or attachments.
     pub fn new(kind: PacketKind, ns: impl Into<String>) -> Packet {
-        Packet {
-            kind,
-            ns: ns.into(),
-            id: None,
-            data: None,
-            attachments: Vec::new(),
-        }
+        Packet { kind, ns: ns.into(), id: None, data: None, attachments: Vec::new() }
     }
 
     /// For EVENT and BINARY_EVENT: the event name and the raw arguments after it.
@@ -166,9 +154,9 @@ impl Packet {
             b'"' => match serde_json::from_str::<&str>(head) {
                 Ok(name) => Cow::Borrowed(name),
                 // The name holds escapes, so it cannot be borrowed.
-                Err(_) => Cow::Owned(
-                    serde_json::from_str::<String>(head).map_err(|_| PacketError::InvalidJson)?,
-                ),
+                Err(_) => {
+                    Cow::Owned(serde_json::from_str::<String>(head).map_err(|_| PacketError::InvalidJson)?)
+                }
             },
             b'-' | b'0'..=b'9' => Cow::Borrowed(head),
             _ => return Err(PacketError::InvalidPayload),
@@ -202,11 +190,7 @@ pub struct DecoderLimits {
 
 impl Default for DecoderLimits {
     fn default() -> Self {
-        DecoderLimits {
-            max_attachments: 16,
-            max_ns_len: 256,
-            max_attachment_bytes: 16 * 1024 * 1024,
-        }
+        DecoderLimits { max_attachments: 16, max_ns_len: 256, max_attachment_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -267,8 +251,9 @@ impl PacketError {
     pub fn class(&self) -> ErrorClass {
         use PacketError::*;
         match self {
-            EmptyPacket | UnknownType(_) | BadAttachmentCount | BadNamespace | BadAckId
-            | InvalidJson => ErrorClass::Malformed,
+            EmptyPacket | UnknownType(_) | BadAttachmentCount | BadNamespace | BadAckId | InvalidJson => {
+                ErrorClass::Malformed
+            }
             InvalidPayload
             | ReservedEventName
             | UnexpectedBinary
@@ -303,10 +288,9 @@ impl fmt::Display for PacketError {
             UnexpectedBinary => f.write_str("binary message while no attachment was awaited"),
             UnexpectedText => f.write_str("text message while attachments were awaited"),
             BadPlaceholder => f.write_str("attachment placeholder without a valid index"),
-            PlaceholderOutOfRange { num, attachments } => write!(
-                f,
-                "attachment placeholder {num} out of range for {attachments} attachments"
-            ),
+            PlaceholderOutOfRange { num, attachments } => {
+                write!(f, "attachment placeholder {num} out of range for {attachments} attachments")
+            }
             NestingTooDeep => f.write_str("binary packet data nests too deep"),
             AttachmentsTooLarge { max } => write!(f, "attachments exceed {max} bytes in total"),
             WrongKind => f.write_str("packet is not of the kind asked for"),
@@ -334,10 +318,7 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(limits: DecoderLimits) -> Self {
-        Decoder {
-            limits,
-            pending: None,
-        }
+        Decoder { limits, pending: None }
     }
 
     /// Whether a binary packet is waiting for attachments.
@@ -359,11 +340,7 @@ impl Decoder {
             // decoder emits it but then keeps waiting; we do not copy that.)
             return Ok(Some(packet));
         }
-        self.pending = Some(Pending {
-            packet,
-            expected,
-            bytes: 0,
-        });
+        self.pending = Some(Pending { packet, expected, bytes: 0 });
         Ok(None)
     }
 
@@ -376,9 +353,7 @@ impl Decoder {
         pending.bytes = pending.bytes.saturating_add(data.len());
         if pending.bytes > self.limits.max_attachment_bytes {
             self.pending = None;
-            return Err(PacketError::AttachmentsTooLarge {
-                max: self.limits.max_attachment_bytes,
-            });
+            return Err(PacketError::AttachmentsTooLarge { max: self.limits.max_attachment_bytes });
         }
         pending.packet.attachments.push(data);
         debug_assert!(pending.packet.attachments.len() <= pending.expected);
@@ -408,9 +383,7 @@ fn decode_text(msg: &str, limits: &DecoderLimits) -> Result<(Packet, usize), Pac
         if digits == 0 || bytes.get(pos + digits) != Some(&b'-') {
             return Err(PacketError::BadAttachmentCount);
         }
-        let too_many = PacketError::TooManyAttachments {
-            max: limits.max_attachments,
-        };
+        let too_many = PacketError::TooManyAttachments { max: limits.max_attachments };
         expected = parse_decimal(&bytes[pos..pos + digits])
             .and_then(|n| usize::try_from(n).ok())
             .ok_or(too_many.clone())?;
@@ -427,9 +400,7 @@ fn decode_text(msg: &str, limits: &DecoderLimits) -> Result<(Packet, usize), Pac
         let len = rest.find(',').unwrap_or(rest.len());
         let ns = &rest[..len];
         if ns.len() > limits.max_ns_len {
-            return Err(PacketError::NamespaceTooLong {
-                max: limits.max_ns_len,
-            });
+            return Err(PacketError::NamespaceTooLong { max: limits.max_ns_len });
         }
         // A client builds the namespace from a URL path, which cannot hold control characters;
         // refusing them keeps them out of logs. The reference accepts them.
@@ -460,8 +431,7 @@ fn decode_text(msg: &str, limits: &DecoderLimits) -> Result<(Packet, usize), Pac
     let data = if rest.is_empty() {
         None
     } else {
-        let raw: Box<RawValue> =
-            serde_json::from_str(rest).map_err(|_| PacketError::InvalidJson)?;
+        let raw: Box<RawValue> = serde_json::from_str(rest).map_err(|_| PacketError::InvalidJson)?;
         Some(raw)
     };
 
@@ -472,13 +442,7 @@ fn decode_text(msg: &str, limits: &DecoderLimits) -> Result<(Packet, usize), Pac
         check_placeholders(raw, expected)?;
     }
 
-    let packet = Packet {
-        kind,
-        ns,
-        id,
-        data,
-        attachments: Vec::new(),
-    };
+    let packet = Packet { kind, ns, id, data, attachments: Vec::new() };
     Ok((packet, expected))
 }
 
@@ -488,9 +452,7 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 /// Parses ASCII digits; `None` on overflow.
 fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
+    digits.iter().try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
 }
 
 /// The shape rules of the reference parser (`isPayloadValid`), plus the spec's rule that EVENT
@@ -542,14 +504,8 @@ fn check_event_head(json: &str) -> Result<(), PacketError> {
             // Read just the first string (unescaped, without allocating unless it has escapes);
             // the rest of the array was validated when the data was parsed.
             let mut de = serde_json::Deserializer::from_str(head);
-            let reserved = de
-                .deserialize_str(ReservedName)
-                .map_err(|_| PacketError::InvalidJson)?;
-            if reserved {
-                Err(PacketError::ReservedEventName)
-            } else {
-                Ok(())
-            }
+            let reserved = de.deserialize_str(ReservedName).map_err(|_| PacketError::InvalidJson)?;
+            if reserved { Err(PacketError::ReservedEventName) } else { Ok(()) }
         }
         _ => Err(PacketError::InvalidPayload),
     }
@@ -575,10 +531,7 @@ impl<'de> Visitor<'de> for ReservedName {
 /// `reconstructPacket` does when the last attachment arrives. We check up front, at the text
 /// message, since the count is known then.
 fn check_placeholders(raw: &RawValue, attachments: usize) -> Result<(), PacketError> {
-    let ctx = WalkCtx {
-        attachments,
-        error: Cell::new(None),
-    };
+    let ctx = WalkCtx { attachments, error: Cell::new(None) };
     let mut de = serde_json::Deserializer::from_str(raw.get());
     match (Walk { ctx: &ctx }).deserialize(&mut de) {
         Ok(_) => Ok(()),
@@ -731,10 +684,7 @@ impl<'de> Visitor<'de> for KeySeed {
 /// (N = `p.attachments.len()`); the attachments themselves are sent by the caller as N
 /// Engine.IO binary messages after it. `p.data` is written as is, so it should be compact JSON.
 pub fn encode(p: &Packet, out: &mut String) {
-    debug_assert!(
-        p.kind.is_binary() || p.attachments.is_empty(),
-        "only binary packets carry attachments"
-    );
+    debug_assert!(p.kind.is_binary() || p.attachments.is_empty(), "only binary packets carry attachments");
     out.push(char::from(p.kind.digit()));
     if p.kind.is_binary() {
         push_u64(out, p.attachments.len() as u64);
@@ -760,13 +710,7 @@ pub fn encode_event(
     n_attachments: usize,
     out: &mut String,
 ) {
-    push_header(
-        out,
-        PacketKind::Event,
-        PacketKind::BinaryEvent,
-        n_attachments,
-        ns,
-    );
+    push_header(out, PacketKind::Event, PacketKind::BinaryEvent, n_attachments, ns);
     if let Some(id) = id {
         push_u64(out, id);
     }
@@ -782,13 +726,7 @@ pub fn encode_event(
 /// Writes an acknowledgement: `3[/ns,]<id>[<args_inner>]`, or `6N-...` when
 /// `n_attachments > 0`.
 pub fn encode_ack(ns: &str, id: u64, args_inner: &str, n_attachments: usize, out: &mut String) {
-    push_header(
-        out,
-        PacketKind::Ack,
-        PacketKind::BinaryAck,
-        n_attachments,
-        ns,
-    );
+    push_header(out, PacketKind::Ack, PacketKind::BinaryAck, n_attachments, ns);
     push_u64(out, id);
     out.push('[');
     out.push_str(args_inner);
@@ -841,10 +779,7 @@ fn push_ns(out: &mut String, ns: &str) {
     if ns.is_empty() || ns == "/" {
         return;
     }
-    debug_assert!(
-        ns.starts_with('/') && !ns.contains(','),
-        "namespace must start with '/' and hold no ','"
-    );
+    debug_assert!(ns.starts_with('/') && !ns.contains(','), "namespace must start with '/' and hold no ','");
     out.push_str(ns);
     out.push(',');
 }
@@ -946,14 +881,7 @@ mod tests {
             &[],
         ),
         // Connection with an auth payload (spec, "Connection to a namespace").
-        (
-            r#"0/admin,{"token":"123"}"#,
-            PacketKind::Connect,
-            "/admin",
-            None,
-            Some(r#"{"token":"123"}"#),
-            &[],
-        ),
+        (r#"0/admin,{"token":"123"}"#, PacketKind::Connect, "/admin", None, Some(r#"{"token":"123"}"#), &[]),
         (
             r#"4{"message":"Not authorized"}"#,
             PacketKind::ConnectError,
@@ -962,22 +890,8 @@ mod tests {
             Some(r#"{"message":"Not authorized"}"#),
             &[],
         ),
-        (
-            r#"2["foo"]"#,
-            PacketKind::Event,
-            "/",
-            None,
-            Some(r#"["foo"]"#),
-            &[],
-        ),
-        (
-            r#"2/admin,["bar"]"#,
-            PacketKind::Event,
-            "/admin",
-            None,
-            Some(r#"["bar"]"#),
-            &[],
-        ),
+        (r#"2["foo"]"#, PacketKind::Event, "/", None, Some(r#"["foo"]"#), &[]),
+        (r#"2/admin,["bar"]"#, PacketKind::Event, "/admin", None, Some(r#"["bar"]"#), &[]),
         (
             r#"51-["baz",{"_placeholder":true,"num":0}]"#,
             PacketKind::BinaryEvent,
@@ -994,31 +908,10 @@ mod tests {
             Some(r#"["baz",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#),
             &[&[1, 2], &[3, 4]],
         ),
-        (
-            r#"212["foo"]"#,
-            PacketKind::Event,
-            "/",
-            Some(12),
-            Some(r#"["foo"]"#),
-            &[],
-        ),
+        (r#"212["foo"]"#, PacketKind::Event, "/", Some(12), Some(r#"["foo"]"#), &[]),
         ("312[]", PacketKind::Ack, "/", Some(12), Some("[]"), &[]),
-        (
-            r#"2/admin,13["foo"]"#,
-            PacketKind::Event,
-            "/admin",
-            Some(13),
-            Some(r#"["foo"]"#),
-            &[],
-        ),
-        (
-            r#"3/admin,13["bar"]"#,
-            PacketKind::Ack,
-            "/admin",
-            Some(13),
-            Some(r#"["bar"]"#),
-            &[],
-        ),
+        (r#"2/admin,13["foo"]"#, PacketKind::Event, "/admin", Some(13), Some(r#"["foo"]"#), &[]),
+        (r#"3/admin,13["bar"]"#, PacketKind::Ack, "/admin", Some(13), Some(r#"["bar"]"#), &[]),
         (
             r#"51-14["foo",{"_placeholder":true,"num":0}]"#,
             PacketKind::BinaryEvent,
@@ -1027,22 +920,8 @@ mod tests {
             Some(r#"["foo",{"_placeholder":true,"num":0}]"#),
             &[&[1, 2, 3, 4]],
         ),
-        (
-            r#"314["bar"]"#,
-            PacketKind::Ack,
-            "/",
-            Some(14),
-            Some(r#"["bar"]"#),
-            &[],
-        ),
-        (
-            r#"215["foo"]"#,
-            PacketKind::Event,
-            "/",
-            Some(15),
-            Some(r#"["foo"]"#),
-            &[],
-        ),
+        (r#"314["bar"]"#, PacketKind::Ack, "/", Some(14), Some(r#"["bar"]"#), &[]),
+        (r#"215["foo"]"#, PacketKind::Event, "/", Some(15), Some(r#"["foo"]"#), &[]),
         (
             r#"61-15["bar",{"_placeholder":true,"num":0}]"#,
             PacketKind::BinaryAck,
@@ -1052,14 +931,7 @@ mod tests {
             &[&[1, 2, 3, 4]],
         ),
         ("1", PacketKind::Disconnect, "/", None, None, &[]),
-        (
-            "1/admin,",
-            PacketKind::Disconnect,
-            "/admin",
-            None,
-            None,
-            &[],
-        ),
+        ("1/admin,", PacketKind::Disconnect, "/admin", None, None, &[]),
     ];
 
     #[test]
@@ -1070,15 +942,10 @@ mod tests {
                 ns: ns.to_owned(),
                 id,
                 data: data.map(raw),
-                attachments: attachments
-                    .iter()
-                    .map(|a| Bytes::copy_from_slice(a))
-                    .collect(),
+                attachments: attachments.iter().map(|a| Bytes::copy_from_slice(a)).collect(),
             };
             let mut decoder = Decoder::new(DecoderLimits::default());
-            let mut got = decoder
-                .feed_text(text)
-                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let mut got = decoder.feed_text(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             for (i, a) in expected.attachments.iter().enumerate() {
                 assert!(got.is_none(), "{text}: complete before attachment {i}");
                 got = decoder.feed_binary(a.clone()).unwrap();
@@ -1103,14 +970,8 @@ mod tests {
             with(|o| encode_connect_error("/", "Not authorized", None, o)),
             r#"4{"message":"Not authorized"}"#
         );
-        assert_eq!(
-            with(|o| encode_event("/", None, "foo", "", 0, o)),
-            r#"2["foo"]"#
-        );
-        assert_eq!(
-            with(|o| encode_event("/admin", None, "bar", "", 0, o)),
-            r#"2/admin,["bar"]"#
-        );
+        assert_eq!(with(|o| encode_event("/", None, "foo", "", 0, o)), r#"2["foo"]"#);
+        assert_eq!(with(|o| encode_event("/admin", None, "bar", "", 0, o)), r#"2/admin,["bar"]"#);
         assert_eq!(
             with(|o| encode_event("/", None, "baz", r#"{"_placeholder":true,"num":0}"#, 1, o)),
             r#"51-["baz",{"_placeholder":true,"num":0}]"#
@@ -1126,28 +987,12 @@ mod tests {
             )),
             r#"52-/admin,["baz",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
         );
-        assert_eq!(
-            with(|o| encode_event("/", Some(12), "foo", "", 0, o)),
-            r#"212["foo"]"#
-        );
+        assert_eq!(with(|o| encode_event("/", Some(12), "foo", "", 0, o)), r#"212["foo"]"#);
         assert_eq!(with(|o| encode_ack("/", 12, "", 0, o)), "312[]");
+        assert_eq!(with(|o| encode_event("/admin", Some(13), "foo", "", 0, o)), r#"2/admin,13["foo"]"#);
+        assert_eq!(with(|o| encode_ack("/admin", 13, r#""bar""#, 0, o)), r#"3/admin,13["bar"]"#);
         assert_eq!(
-            with(|o| encode_event("/admin", Some(13), "foo", "", 0, o)),
-            r#"2/admin,13["foo"]"#
-        );
-        assert_eq!(
-            with(|o| encode_ack("/admin", 13, r#""bar""#, 0, o)),
-            r#"3/admin,13["bar"]"#
-        );
-        assert_eq!(
-            with(|o| encode_event(
-                "/",
-                Some(14),
-                "foo",
-                r#"{"_placeholder":true,"num":0}"#,
-                1,
-                o
-            )),
+            with(|o| encode_event("/", Some(14), "foo", r#"{"_placeholder":true,"num":0}"#, 1, o)),
             r#"51-14["foo",{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(
@@ -1209,9 +1054,7 @@ mod tests {
 
     #[test]
     fn event_returns_borrowed_name_and_raw_args() {
-        let p = decode_one(r#"2/chat,7["msg",{"a":[1,2]},"x",null]"#)
-            .unwrap()
-            .unwrap();
+        let p = decode_one(r#"2/chat,7["msg",{"a":[1,2]},"x",null]"#).unwrap().unwrap();
         assert_eq!(p.ns, "/chat");
         assert_eq!(p.id, Some(7));
         let (name, args) = p.event().unwrap();
@@ -1242,18 +1085,13 @@ mod tests {
     #[test]
     fn connect_error_accepts_string_and_object() {
         assert!(decode_one(r#"4"Unauthorized""#).unwrap().is_some());
-        assert!(
-            decode_one(r#"4{"message":"Unauthorized"}"#)
-                .unwrap()
-                .is_some()
-        );
+        assert!(decode_one(r#"4{"message":"Unauthorized"}"#).unwrap().is_some());
     }
 
     #[test]
     fn binary_packet_waits_for_all_attachments() {
         let mut d = Decoder::new(DecoderLimits::default());
-        let text =
-            r#"52-/admin,["baz",{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]"#;
+        let text = r#"52-/admin,["baz",{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]"#;
         assert_eq!(d.feed_text(text), Ok(None));
         assert!(d.is_awaiting_attachments());
         assert_eq!(d.feed_binary(Bytes::from_static(b"\x01\x02")), Ok(None));
@@ -1283,10 +1121,7 @@ mod tests {
     #[test]
     fn placeholder_index_may_be_an_integral_float() {
         let mut d = Decoder::new(DecoderLimits::default());
-        assert_eq!(
-            d.feed_text(r#"51-["a",{"num":0.0,"_placeholder":true}]"#),
-            Ok(None)
-        );
+        assert_eq!(d.feed_text(r#"51-["a",{"num":0.0,"_placeholder":true}]"#), Ok(None));
     }
 
     #[test]
@@ -1316,14 +1151,7 @@ mod tests {
 
     #[test]
     fn binary_packet_without_attachment_count_is_rejected() {
-        for msg in [
-            "5",
-            r#"5["a"]"#,
-            r#"5-["a"]"#,
-            r#"51["a"]"#,
-            r#"5a-["a"]"#,
-            "6",
-        ] {
+        for msg in ["5", r#"5["a"]"#, r#"5-["a"]"#, r#"51["a"]"#, r#"5a-["a"]"#, "6"] {
             assert_eq!(err(msg), PacketError::BadAttachmentCount, "{msg}");
         }
     }
@@ -1331,10 +1159,7 @@ mod tests {
     #[test]
     fn attachment_count_over_limit_is_rejected_before_waiting() {
         let max = DecoderLimits::default().max_attachments;
-        assert_eq!(
-            err(&format!("5{}-[\"a\"]", max + 1)),
-            PacketError::TooManyAttachments { max }
-        );
+        assert_eq!(err(&format!("5{}-[\"a\"]", max + 1)), PacketError::TooManyAttachments { max });
         // A count far beyond any integer type, without allocating anything for it.
         let huge = format!("5{}-[\"a\"]", "9".repeat(100_000));
         assert_eq!(err(&huge), PacketError::TooManyAttachments { max });
@@ -1348,20 +1173,11 @@ mod tests {
 
     #[test]
     fn namespace_over_limit_is_rejected() {
-        let limits = DecoderLimits {
-            max_ns_len: 8,
-            ..DecoderLimits::default()
-        };
+        let limits = DecoderLimits { max_ns_len: 8, ..DecoderLimits::default() };
         let mut d = Decoder::new(limits);
         assert!(d.feed_text("0/1234567,").unwrap().is_some());
-        assert_eq!(
-            d.feed_text("0/12345678,"),
-            Err(PacketError::NamespaceTooLong { max: 8 })
-        );
-        assert_eq!(
-            d.feed_text("0/12345678"),
-            Err(PacketError::NamespaceTooLong { max: 8 })
-        );
+        assert_eq!(d.feed_text("0/12345678,"), Err(PacketError::NamespaceTooLong { max: 8 }));
+        assert_eq!(d.feed_text("0/12345678"), Err(PacketError::NamespaceTooLong { max: 8 }));
     }
 
     #[test]
@@ -1369,21 +1185,12 @@ mod tests {
         let p = decode_one(&format!("3{}[]", u64::MAX)).unwrap().unwrap();
         assert_eq!(p.id, Some(u64::MAX));
         assert_eq!(err("318446744073709551616[]"), PacketError::BadAckId);
-        assert_eq!(
-            err(&format!("3{}[]", "1".repeat(10_000))),
-            PacketError::BadAckId
-        );
+        assert_eq!(err(&format!("3{}[]", "1".repeat(10_000))), PacketError::BadAckId);
     }
 
     #[test]
     fn invalid_json_or_trailing_garbage_is_rejected() {
-        for msg in [
-            r#"2["a""#,
-            r#"2["a"]x"#,
-            r#"2["a"]]"#,
-            "2/admin,\"invalid",
-            r#"42["some","data""#,
-        ] {
+        for msg in [r#"2["a""#, r#"2["a"]x"#, r#"2["a"]]"#, "2/admin,\"invalid", r#"42["some","data""#] {
             assert_eq!(err(msg), PacketError::InvalidJson, "{msg}");
         }
     }
@@ -1436,26 +1243,16 @@ mod tests {
     #[test]
     fn binary_message_without_pending_packet_is_rejected() {
         let mut d = Decoder::new(DecoderLimits::default());
-        assert_eq!(
-            d.feed_binary(Bytes::from_static(b"x")),
-            Err(PacketError::UnexpectedBinary)
-        );
-        d.feed_text(r#"51-["a",{"_placeholder":true,"num":0}]"#)
-            .unwrap();
+        assert_eq!(d.feed_binary(Bytes::from_static(b"x")), Err(PacketError::UnexpectedBinary));
+        d.feed_text(r#"51-["a",{"_placeholder":true,"num":0}]"#).unwrap();
         assert!(d.feed_binary(Bytes::from_static(b"x")).unwrap().is_some());
-        assert_eq!(
-            d.feed_binary(Bytes::from_static(b"y")),
-            Err(PacketError::UnexpectedBinary)
-        );
+        assert_eq!(d.feed_binary(Bytes::from_static(b"y")), Err(PacketError::UnexpectedBinary));
     }
 
     #[test]
     fn text_message_while_awaiting_attachments_is_rejected_and_resets() {
         let mut d = Decoder::new(DecoderLimits::default());
-        assert_eq!(
-            d.feed_text(r#"51-["a",{"_placeholder":true,"num":0}]"#),
-            Ok(None)
-        );
+        assert_eq!(d.feed_text(r#"51-["a",{"_placeholder":true,"num":0}]"#), Ok(None));
         assert_eq!(d.feed_text(r#"2["b"]"#), Err(PacketError::UnexpectedText));
         assert!(!d.is_awaiting_attachments());
         assert!(d.feed_text(r#"2["b"]"#).unwrap().is_some());
@@ -1480,25 +1277,16 @@ mod tests {
     fn placeholder_out_of_range_is_rejected() {
         assert_eq!(
             err(r#"51-["a",{"_placeholder":true,"num":1}]"#),
-            PacketError::PlaceholderOutOfRange {
-                num: 1,
-                attachments: 1
-            }
+            PacketError::PlaceholderOutOfRange { num: 1, attachments: 1 }
         );
         assert_eq!(
             err(r#"60-1[{"x":[{"_placeholder":true,"num":0}]}]"#),
-            PacketError::PlaceholderOutOfRange {
-                num: 0,
-                attachments: 0
-            }
+            PacketError::PlaceholderOutOfRange { num: 0, attachments: 0 }
         );
         // Nested deep inside the data, keys in any order, duplicates: the last one wins.
         assert_eq!(
             err(r#"52-["a",[{"b":{"num":0,"num":7,"_placeholder":true}}]]"#),
-            PacketError::PlaceholderOutOfRange {
-                num: 7,
-                attachments: 2
-            }
+            PacketError::PlaceholderOutOfRange { num: 7, attachments: 2 }
         );
     }
 
@@ -1513,10 +1301,7 @@ mod tests {
 
     #[test]
     fn attachments_over_byte_limit_are_rejected() {
-        let limits = DecoderLimits {
-            max_attachment_bytes: 4,
-            ..DecoderLimits::default()
-        };
+        let limits = DecoderLimits { max_attachment_bytes: 4, ..DecoderLimits::default() };
         let mut d = Decoder::new(limits);
         let text = r#"52-["a",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
         d.feed_text(text).unwrap();
@@ -1541,10 +1326,7 @@ mod tests {
     fn errors_are_classified_by_fault() {
         assert_eq!(PacketError::InvalidJson.class(), ErrorClass::Malformed);
         assert_eq!(PacketError::UnexpectedText.class(), ErrorClass::Protocol);
-        assert_eq!(
-            PacketError::TooManyAttachments { max: 1 }.class(),
-            ErrorClass::Limit
-        );
+        assert_eq!(PacketError::TooManyAttachments { max: 1 }.class(), ErrorClass::Limit);
         let e: Box<dyn std::error::Error> = Box::new(PacketError::BadAckId);
         assert_eq!(e.to_string(), "ack id does not fit in 64 bits");
     }
@@ -1557,9 +1339,7 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
-            any::<f64>()
-                .prop_filter("finite", |f| f.is_finite())
-                .prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
             ".{0,8}".prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 24, 4, |inner| {
@@ -1610,22 +1390,17 @@ mod tests {
         )
             .prop_map(|(kind, ns, id, mut args, name, attachments, flag)| {
                 use serde_json::{Value, json};
-                let mut attachments: Vec<Bytes> =
-                    attachments.into_iter().map(Bytes::from).collect();
+                let mut attachments: Vec<Bytes> = attachments.into_iter().map(Bytes::from).collect();
                 if kind.is_binary() {
                     // One placeholder per attachment, appended to the arguments.
-                    args.extend(
-                        (0..attachments.len()).map(|i| json!({"_placeholder": true, "num": i})),
-                    );
+                    args.extend((0..attachments.len()).map(|i| json!({"_placeholder": true, "num": i})));
                 } else {
                     attachments.clear();
                 }
                 let data = match kind {
                     PacketKind::Connect => flag.then(|| json!({"token": args})),
                     PacketKind::Disconnect => None,
-                    PacketKind::ConnectError if flag => {
-                        Some(json!({"message": "no", "data": args}))
-                    }
+                    PacketKind::ConnectError if flag => Some(json!({"message": "no", "data": args})),
                     PacketKind::ConnectError => Some(json!("Unauthorized")),
                     PacketKind::Event | PacketKind::BinaryEvent => {
                         args.insert(0, name);
@@ -1633,13 +1408,7 @@ mod tests {
                     }
                     PacketKind::Ack | PacketKind::BinaryAck => Some(Value::Array(args)),
                 };
-                Packet {
-                    kind,
-                    ns,
-                    id,
-                    data: data.as_ref().map(to_raw),
-                    attachments,
-                }
+                Packet { kind, ns, id, data: data.as_ref().map(to_raw), attachments }
             })
     }
 
