@@ -13,7 +13,9 @@ sockeye: a Socket.IO v5 / Engine.IO v4 server
 USAGE: sockeye [OPTIONS]
 
 OPTIONS:
-  --app NAME             application to serve: echo (conformance app for interop tests) [default: echo]
+  --app NAME             application to serve [default: echo]:
+                           echo   conformance app for the interop tests
+                           bench  the load generator's contract (tools/bench)
   --host HOST            address to listen on [default: 0.0.0.0]
   --port PORT            port to listen on; 0 picks a free one [default: 3000]
   --cores N              event-loop threads; 0 = one per CPU [default: 0]
@@ -114,8 +116,9 @@ fn main() -> ExitCode {
     let mut server = ServerBuilder::new(cfg);
     match app.as_str() {
         "echo" => sockeye::apps::echo::install(&mut server),
+        "bench" => sockeye::apps::bench::install(&mut server),
         other => {
-            eprintln!("sockeye: unknown app `{other}` (known: echo)");
+            eprintln!("sockeye: unknown app `{other}` (known: echo, bench)");
             return ExitCode::from(2);
         }
     }
