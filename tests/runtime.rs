@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use sockeye::api::{RunningServer, ServerBuilder, ServerHandle};
+use sockeye::broker::adapter::{Adapter, ClusterBroadcast};
 use sockeye::config::Config;
 use tungstenite::{Message, WebSocket};
 
@@ -26,6 +27,10 @@ impl Drop for Server {
 }
 
 fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+    start_with(tweak, |_| {})
+}
+
+fn start_with(tweak: impl FnOnce(&mut Config), build: impl FnOnce(&mut ServerBuilder)) -> Server {
     let mut cfg = Config::default();
     sockeye::apps::echo::configure(&mut cfg);
     cfg.host = "127.0.0.1".into();
@@ -34,6 +39,7 @@ fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     tweak(&mut cfg);
     let mut b = ServerBuilder::new(cfg);
     sockeye::apps::echo::install(&mut b);
+    build(&mut b);
     let running = b.start().expect("server starts");
     Server { port: running.local_addr().port(), handle: running.handle(), running: Some(running) }
 }
@@ -224,4 +230,57 @@ fn pipelined_requests_for_sessions_on_both_cores_share_one_connection() {
     assert_eq!(&bodies[..4], &["ok", "ok", "ok", "ok"]);
     // The second CONNECT of a namespace is ignored, so each GET holds exactly one 40.
     assert!(bodies[4].starts_with("40{\"sid\":") && bodies[5].starts_with("40{\"sid\":"), "{bodies:?}");
+}
+
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<ClusterBroadcast>>);
+
+impl Adapter for Recorder {
+    fn publish(&self, b: ClusterBroadcast) {
+        self.0.lock().unwrap().push(b);
+    }
+}
+
+#[test]
+fn broadcasts_cross_the_adapter_boundary_both_ways() {
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let r = recorder.clone();
+    let srv = start_with(
+        |_| {},
+        move |b| {
+            b.adapter(r);
+        },
+    );
+    let mut ws = ws_connect(srv.port, "");
+    ws.send(Message::text("40")).unwrap();
+    let connected = ws_until(&mut ws, |t| t.starts_with("40{"));
+    let sid: serde_json::Value = serde_json::from_str(&connected[2..]).unwrap();
+    let sid = sid["sid"].as_str().unwrap().to_owned();
+
+    // A broadcast that starts here is published once, leaving out the sender by its room.
+    ws.send(Message::text("42[\"broadcast\",{\"n\":1}]")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorder.0.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "nothing published");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let published = recorder.0.lock().unwrap().clone();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].ns, "/");
+    assert_eq!(published[0].event, "broadcast-msg");
+    assert_eq!(published[0].args_inner, "{\"n\":1}");
+    assert!(published[0].rooms.is_empty());
+    assert_eq!(published[0].except.iter().map(|r| r.to_string()).collect::<Vec<_>>(), vec![sid]);
+
+    // One from another node is delivered here and not published again.
+    srv.handle.deliver_from_cluster(ClusterBroadcast {
+        ns: "/".into(),
+        rooms: vec![],
+        except: vec![],
+        event: "from-afar".into(),
+        args_inner: "2".into(),
+        attachments: vec![],
+    });
+    ws_until(&mut ws, |t| t == "42[\"from-afar\",2]");
+    assert_eq!(recorder.0.lock().unwrap().len(), 1);
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{ConnectError, DisconnectReason, Event, Handshake, Socket, encode_args};
+use crate::broker::adapter::{Adapter, ClusterBroadcast};
 use crate::broker::rooms::Room;
 use crate::broker::shard::{EngineApp, Shard, ShardMsg};
 use crate::config::Config;
@@ -43,6 +44,8 @@ pub(crate) struct ServerDef {
     pub(crate) ns_index: HashMap<String, u16>,
     /// (path without trailing slash, endpoint)
     pub(crate) endpoints: Vec<(String, Endpoint)>,
+    /// Where broadcasts that start on this node are published for other nodes.
+    pub(crate) adapter: Option<Arc<dyn Adapter>>,
 }
 
 impl ServerDef {
@@ -116,11 +119,12 @@ pub struct ServerBuilder {
     config: Config,
     namespaces: Vec<NamespaceDef>,
     engines: Vec<(String, Arc<dyn EngineApp>)>,
+    adapter: Option<Arc<dyn Adapter>>,
 }
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
-        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new() }
+        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new(), adapter: None }
     }
 
     pub fn config(&self) -> &Config {
@@ -147,6 +151,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Publish every broadcast that starts on this node to a cluster backend.
+    pub fn adapter(&mut self, adapter: Arc<dyn Adapter>) -> &mut Self {
+        self.adapter = Some(adapter);
+        self
+    }
+
     /// Serve a plain Engine.IO endpoint (no Socket.IO) at `path`.
     pub fn engine_endpoint(&mut self, path: &str, app: Arc<dyn EngineApp>) -> &mut Self {
         self.engines.push((trim_path(path), app));
@@ -157,7 +167,13 @@ impl ServerBuilder {
         let ns_index = self.namespaces.iter().enumerate().map(|(i, n)| (n.name.clone(), i as u16)).collect();
         let mut endpoints = vec![(trim_path(&self.config.path), Endpoint::SocketIo)];
         endpoints.extend(self.engines.into_iter().map(|(p, a)| (p, Endpoint::Engine(a))));
-        ServerDef { config: self.config, namespaces: self.namespaces, ns_index, endpoints }
+        ServerDef {
+            config: self.config,
+            namespaces: self.namespaces,
+            ns_index,
+            endpoints,
+            adapter: self.adapter,
+        }
     }
 
     /// Bind the listeners and start one event loop per core.
@@ -196,6 +212,7 @@ impl RunningServer {
 #[derive(Clone)]
 pub struct ServerHandle {
     pub(crate) cores: Arc<Vec<CoreHandle>>,
+    pub(crate) adapter: Option<Arc<dyn Adapter>>,
 }
 
 impl ServerHandle {
@@ -227,6 +244,25 @@ impl ServerHandle {
         }
     }
 
+    /// Deliver a broadcast that came from another node to this node's members, on every core.
+    /// It is not published again.
+    pub fn deliver_from_cluster(&self, b: ClusterBroadcast) {
+        let shared = Arc::new(b);
+        for c in self.cores.iter() {
+            let b = shared.clone();
+            c.send(ShardMsg::Run(Box::new(move |shard: &mut Shard| {
+                shard.emit_all(
+                    &b.ns,
+                    b.rooms.clone(),
+                    b.except.clone(),
+                    &b.event,
+                    &b.args_inner,
+                    &b.attachments,
+                );
+            })));
+        }
+    }
+
     /// Close every session and stop the event loops.
     pub fn shutdown(&self) {
         for c in self.cores.iter() {
@@ -255,13 +291,17 @@ impl HandleBroadcast<'_> {
     }
 
     pub fn emit_raw(self, event: &str, args_inner: String, attachments: Vec<Bytes>) {
-        let shared = Arc::new((self.ns, self.rooms, self.except, event.to_owned(), args_inner, attachments));
-        for c in self.handle.cores.iter() {
-            let s = shared.clone();
-            c.send(ShardMsg::Run(Box::new(move |shard: &mut Shard| {
-                let (ns, rooms, except, event, inner, att) = &*s;
-                shard.emit_all(ns, rooms.clone(), except.clone(), event, inner, att);
-            })));
+        let b = ClusterBroadcast {
+            ns: self.ns,
+            rooms: self.rooms,
+            except: self.except,
+            event: event.to_owned(),
+            args_inner,
+            attachments,
+        };
+        if let Some(a) = &self.handle.adapter {
+            a.publish(b.clone());
         }
+        self.handle.deliver_from_cluster(b);
     }
 }

@@ -5,6 +5,7 @@
 //! messages and the current time, and hands back commands for connections
 //! ([`shard::ConnCmd`]) and messages for other cores. The runtime moves the bytes.
 
+pub mod adapter;
 pub mod rooms;
 pub mod shard;
 

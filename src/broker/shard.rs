@@ -23,6 +23,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::value::RawValue;
 use slab::Slab;
 
+use super::adapter::ClusterBroadcast;
 use super::rooms::{Change, Room, RoomIndex};
 use crate::api::server::{Endpoint, ServerDef};
 use crate::api::{AckError, AckResponse, DisconnectReason, Event, Handshake, Socket};
@@ -1065,6 +1066,21 @@ impl Shard {
     /// may have members.
     pub(crate) fn broadcast(&mut self, to: Audience, event: &str, args_inner: &str, attachments: &[Bytes]) {
         let Audience { ns, rooms, except, skip } = to;
+        if let Some(adapter) = &self.def.adapter {
+            // Other nodes leave out the sender through its own room.
+            let mut except = except.clone();
+            if let Some(sock) = skip.and_then(|k| self.socket_ref(k)) {
+                except.push(sock.id.clone());
+            }
+            adapter.publish(ClusterBroadcast {
+                ns: self.def.namespaces[ns as usize].name.clone(),
+                rooms: rooms.clone(),
+                except,
+                event: event.to_owned(),
+                args_inner: args_inner.to_owned(),
+                attachments: attachments.to_vec(),
+            });
+        }
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
         let msg = BroadcastMsg { ns, rooms, except, packets };

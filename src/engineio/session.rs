@@ -312,12 +312,6 @@ impl Session {
         matches!(self.upgrade, Upgrade::Probing { .. })
     }
 
-    /// Whether a packet may bypass the queue and be written straight to the WebSocket: the
-    /// session is on WebSocket, open, and nothing is queued ahead of it.
-    pub fn ws_direct(&self) -> bool {
-        self.transport == TransportKind::WebSocket && self.closed.is_none() && self.queue.is_empty()
-    }
-
     /// Whether a GET poll is parked.
     pub fn has_parked_get(&self) -> bool {
         self.get_parked
@@ -333,9 +327,7 @@ impl Session {
         self.queue.push_back(out);
         if self.queued_bytes > self.cfg.max_queue_bytes {
             self.close(CloseReason::SlowConsumer);
-            return;
         }
-        self.flush();
     }
 
     /// A GET poll arrived.
@@ -460,7 +452,6 @@ impl Session {
                     self.transmits.push_back(Transmit::PollResponse(b"6".to_vec()));
                 }
                 self.events.push_back(SessionEvent::Upgraded);
-                self.flush();
             }
             _ => self.fail_probe(),
         }
@@ -516,9 +507,17 @@ impl Session {
         }
         self.closed = Some(reason);
         let graceful = matches!(reason, CloseReason::ForcedClose | CloseReason::ServerShutdown);
-        if !(graceful && self.transport == TransportKind::Polling) {
-            self.queue.clear();
-            self.queued_bytes = 0;
+        match self.transport {
+            // Written before the close frame, on the same connection.
+            TransportKind::WebSocket if graceful => {
+                self.transmits.extend(self.queue.drain(..).map(Transmit::Ws));
+                self.queued_bytes = 0;
+            }
+            TransportKind::Polling if graceful => {}
+            _ => {
+                self.queue.clear();
+                self.queued_bytes = 0;
+            }
         }
         if self.get_parked {
             self.get_parked = false;
@@ -549,8 +548,29 @@ impl Session {
     }
 
     /// Next thing to send.
+    ///
+    /// Queued packets are turned into transmits here, not when they are sent, so everything
+    /// sent while the runtime processed one batch of input leaves together: one polling
+    /// response, or frames written in one go.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        if self.closed.is_some() || self.queue.is_empty() {
+            return None;
+        }
+        match self.transport {
+            TransportKind::WebSocket => {
+                let o = self.queue.pop_front()?;
+                self.queued_bytes -= o.len();
+                Some(Transmit::Ws(o))
+            }
+            TransportKind::Polling if self.get_parked => {
+                self.get_parked = false;
+                Some(Transmit::PollResponse(self.drain_payload()))
+            }
+            TransportKind::Polling => None,
+        }
     }
 
     /// When `handle_timeout` must next be called.
@@ -578,27 +598,6 @@ impl Session {
             // A v4 client never pings the server, never opens and never upgrades outside a
             // probe: the reference treats these as transport errors.
             Packet::Ping(_) | Packet::Open(_) | Packet::Upgrade => self.close(CloseReason::TransportError),
-        }
-    }
-
-    /// Move queued packets to the WebSocket, or to a parked poll.
-    fn flush(&mut self) {
-        if self.queue.is_empty() {
-            return;
-        }
-        match self.transport {
-            TransportKind::WebSocket => {
-                self.queued_bytes = 0;
-                while let Some(o) = self.queue.pop_front() {
-                    self.transmits.push_back(Transmit::Ws(o));
-                }
-            }
-            TransportKind::Polling if self.get_parked => {
-                self.get_parked = false;
-                let payload = self.drain_payload();
-                self.transmits.push_back(Transmit::PollResponse(payload));
-            }
-            TransportKind::Polling => {}
         }
     }
 
@@ -864,6 +863,26 @@ mod tests {
         s.close(CloseReason::ForcedClose);
         s.handle_timeout(ms(t0, 200));
         assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ForcedClose)]);
+    }
+
+    #[test]
+    fn server_close_over_websocket_sends_queued_packets_first() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::WebSocket, cfg(), t0);
+        s.send(Outgoing::text("41"));
+        s.close(CloseReason::ForcedClose);
+        assert_eq!(transmits(&mut s), vec![Transmit::Ws(Outgoing::text("41"))]);
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ForcedClose)]);
+    }
+
+    #[test]
+    fn sends_in_one_batch_answer_a_parked_poll_together() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        assert_eq!(s.handle_get(t0), GetOutcome::Park);
+        s.send(Outgoing::text("40"));
+        s.send(Outgoing::text("42[\"auth\",{}]"));
+        assert_eq!(transmits(&mut s), vec![Transmit::PollResponse(b"40\x1e42[\"auth\",{}]".to_vec())]);
     }
 
     #[test]

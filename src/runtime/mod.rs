@@ -139,5 +139,6 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
         })?;
         threads.push(t);
     }
-    Ok(RunningServer { local_addr, handle: ServerHandle { cores: peers }, threads })
+    let adapter = def.adapter.clone();
+    Ok(RunningServer { local_addr, handle: ServerHandle { cores: peers, adapter }, threads })
 }
