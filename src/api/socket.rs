@@ -23,10 +23,11 @@ impl<'a> Socket<'a> {
         Socket { shard, key }
     }
 
-    /// Whether the socket is still connected (false inside an ack callback that reports
-    /// `Disconnected`, or after `disconnect`).
+    /// Whether the socket is still connected: false once it started leaving (inside its
+    /// disconnect handler, in ack callbacks that report `Disconnected`, after `disconnect`).
+    /// Emits to a socket that is not connected reach nobody.
     pub fn connected(&self) -> bool {
-        self.shard.socket_ref(self.key).is_some()
+        self.shard.live_socket(self.key).is_some()
     }
 
     /// The socket id (also the name of the room only this socket is in). Empty once gone.

@@ -100,6 +100,8 @@ pub enum ShardMsg {
     Occupancy { ns: u16, room: Room, core: CoreId, present: bool },
     /// Run a closure on this core with its shard (`ServerHandle::run_on`).
     Run(Box<dyn FnOnce(&mut Shard) + Send>),
+    /// Close a session of this core (a request for it was refused on another core).
+    CloseSession { sid: String, reason: CloseReason },
     /// Close every session: the server is shutting down.
     Shutdown,
 }
@@ -112,6 +114,7 @@ impl std::fmt::Debug for ShardMsg {
                 write!(f, "Occupancy({ns}, {room}, {core}, {present})")
             }
             ShardMsg::Run(_) => f.write_str("Run"),
+            ShardMsg::CloseSession { sid, reason } => write!(f, "CloseSession({sid}, {reason})"),
             ShardMsg::Shutdown => f.write_str("Shutdown"),
         }
     }
@@ -178,6 +181,8 @@ pub(crate) struct SocketEntry {
     next_ack: u64,
     handlers: Vec<(String, SocketHandler)>,
     pub(crate) data: Option<Box<dyn std::any::Any>>,
+    /// Set while its disconnect handler and ack callbacks run.
+    disconnecting: bool,
 }
 
 #[derive(Default)]
@@ -510,7 +515,18 @@ impl Shard {
     /// A POST body was larger than `max_payload`: the reference answers 413 and closes the
     /// session. Returns the response to write.
     pub fn handle_oversized_post(&mut self, sid: Option<&str>) -> Vec<u8> {
-        if let Some(&idx) = sid.and_then(|s| self.sids.get(s)) {
+        if let Some(sid) = sid
+            && let Some(owner) = sid_core(sid)
+            && owner != self.core
+            && (owner as usize) < self.n_cores
+        {
+            // The body is not buffered, so the request cannot follow its session: tell the
+            // owner to close it.
+            self.outbox.push((
+                owner,
+                ShardMsg::CloseSession { sid: sid.to_owned(), reason: CloseReason::TransportError },
+            ));
+        } else if let Some(&idx) = sid.and_then(|s| self.sids.get(s)) {
             self.sessions[idx as usize].eio.close(CloseReason::TransportError);
             self.after_input(idx);
         }
@@ -862,6 +878,7 @@ impl Shard {
             next_ack: 0,
             handlers: Vec::new(),
             data: None,
+            disconnecting: false,
         }) as u32;
         self.socket_ids.insert(id.clone(), sock);
         self.namespaces[ns_idx as usize].sockets.insert(sock);
@@ -897,8 +914,11 @@ impl Shard {
     /// Remove a socket from its namespace: disconnect handler (rooms still readable), pending
     /// acks answered with `Disconnected`, rooms left.
     fn remove_socket(&mut self, key: SocketKey, reason: DisconnectReason) {
-        if self.socket_mut(key).is_none() {
-            return;
+        // Handlers below may disconnect this socket again (directly or through a callback):
+        // the flag makes that a no-op, and makes emits to the leaving socket go nowhere.
+        match self.socket_mut(key) {
+            Some(s) if !s.disconnecting => s.disconnecting = true,
+            _ => return,
         }
         let def = self.def.clone();
         let ns_idx = self.sockets[key.idx as usize].ns;
@@ -929,6 +949,11 @@ impl Shard {
         self.sockets.get(key.idx as usize).filter(|s| s.generation == key.generation)
     }
 
+    /// The socket if it is connected and not in the middle of leaving.
+    pub(crate) fn live_socket(&self, key: SocketKey) -> Option<&SocketEntry> {
+        self.socket_ref(key).filter(|s| !s.disconnecting)
+    }
+
     fn send_session(&mut self, idx: u32, o: Outgoing) {
         if let Some(s) = self.sessions.get_mut(idx as usize) {
             s.eio.send(o);
@@ -949,6 +974,14 @@ impl Shard {
     ) {
         let now = self.now;
         let def = self.def.clone();
+        if self.live_socket(key).is_none() {
+            // Emitting to a socket that is gone or leaving reaches nobody; an ack callback
+            // learns that at once.
+            if let Some((cb, _)) = ack {
+                cb(&mut Socket::new(self, key), Err(AckError::Disconnected));
+            }
+            return;
+        }
         let Some(sock) = self.socket_mut(key) else {
             return;
         };
@@ -972,7 +1005,7 @@ impl Shard {
     }
 
     pub(crate) fn ack_to(&mut self, key: SocketKey, ack_id: u64, args_inner: &str, attachments: Vec<Bytes>) {
-        let Some(sock) = self.socket_ref(key) else {
+        let Some(sock) = self.live_socket(key) else {
             return;
         };
         let ns_name = &self.def.namespaces[sock.ns as usize].name;
@@ -987,7 +1020,7 @@ impl Shard {
 
     pub(crate) fn join(&mut self, key: SocketKey, room: &str) -> bool {
         let max = self.def.config.limits.max_rooms_per_socket;
-        let Some(sock) = self.socket_ref(key) else {
+        let Some(sock) = self.live_socket(key) else {
             return false;
         };
         if *sock.id == *room {
@@ -1037,10 +1070,12 @@ impl Shard {
             return;
         };
         let session = sock.session;
-        let mut text = String::from("4");
-        sio::encode_disconnect(&self.def.namespaces[sock.ns as usize].name, &mut text);
-        self.send_session(session, Outgoing::text(&text));
-        self.remove_socket(key, DisconnectReason::ServerNamespaceDisconnect);
+        if !sock.disconnecting {
+            let mut text = String::from("4");
+            sio::encode_disconnect(&self.def.namespaces[sock.ns as usize].name, &mut text);
+            self.send_session(session, Outgoing::text(&text));
+            self.remove_socket(key, DisconnectReason::ServerNamespaceDisconnect);
+        }
         if close_session && let Some(s) = self.sessions.get_mut(session as usize) {
             s.eio.close(CloseReason::ForcedClose);
             self.after_input(session);
@@ -1159,6 +1194,12 @@ impl Shard {
                 }
             }
             ShardMsg::Run(f) => f(self),
+            ShardMsg::CloseSession { sid, reason } => {
+                if let Some(&idx) = self.sids.get(sid.as_str()) {
+                    self.sessions[idx as usize].eio.close(reason);
+                    self.after_input(idx);
+                }
+            }
             ShardMsg::Shutdown => self.shutdown(),
         }
     }

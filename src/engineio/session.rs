@@ -325,7 +325,9 @@ impl Session {
         }
         self.queued_bytes += out.len();
         self.queue.push_back(out);
-        if self.queued_bytes > self.cfg.max_queue_bytes {
+        // Over WebSocket the queue is emptied at the end of every batch and the runtime bounds
+        // what the connection has not written; over polling nobody drains it but the client.
+        if self.transport == TransportKind::Polling && self.queued_bytes > self.cfg.max_queue_bytes {
             self.close(CloseReason::SlowConsumer);
         }
     }
@@ -524,7 +526,9 @@ impl Session {
             let mut body = self.drain_payload();
             packet::append_record(&mut body, b"1");
             self.transmits.push_back(Transmit::PollResponse(body));
-        } else if !self.queue.is_empty() {
+        } else if graceful && self.transport == TransportKind::Polling {
+            // The reference keeps the session for the next poll, which gets the close packet
+            // (after anything still queued) instead of a 400 for an unknown session.
             self.linger_until = Some(self.clock + self.cfg.ping_timeout);
         }
         if self.is_upgrading() {

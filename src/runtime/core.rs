@@ -444,7 +444,6 @@ impl Core {
                 };
                 self.conns[i].queue(o.ws_frame());
                 self.mark_dirty(i);
-                self.check_output(i);
             }
             ConnCmd::Bytes(key, bytes) => {
                 let Some(i) = self.conn_index(key) else {
@@ -507,7 +506,10 @@ impl Core {
                 c.dirty = false;
                 match c.flush() {
                     Ok(true) if c.closing => self.close(i, false),
-                    Ok(_) => {}
+                    Ok(true) => {}
+                    // Judged after the write attempt, so only what the client really did not
+                    // take counts, not the size of one turn's batch.
+                    Ok(false) => self.check_output(i),
                     Err(_) => self.close(i, true),
                 }
             }
