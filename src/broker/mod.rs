@@ -7,5 +7,7 @@
 
 pub mod rooms;
 pub mod shard;
+#[cfg(test)]
+mod sim;
 
 pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};
