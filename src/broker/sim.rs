@@ -2225,7 +2225,7 @@ mod tests {
     }
 
     #[test]
-    fn session_closed_during_probe_closes_probe_and_answers_poll() {
+    fn ping_timeout_during_paused_upgrade_closes_probe_and_session() {
         let (mut sim, log) = sim_with(1, conformance());
         let (p, id) = poll_connected(&mut sim, 0);
         let ws = sim.ws_probe(0, &p.sid);
