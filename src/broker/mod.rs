@@ -8,5 +8,7 @@
 pub mod adapter;
 pub mod rooms;
 pub mod shard;
+#[cfg(test)]
+mod sim;
 
 pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};
