@@ -860,6 +860,16 @@ mod tests {
     }
 
     #[test]
+    fn server_close_without_queue_gives_next_poll_the_close_packet() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        s.close(CloseReason::ForcedClose);
+        assert!(events(&mut s).is_empty());
+        assert_eq!(s.handle_get(ms(t0, 5)), GetOutcome::Respond(b"1".to_vec()));
+        assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::ForcedClose)]);
+    }
+
+    #[test]
     fn lingering_close_gives_up_after_ping_timeout() {
         let t0 = Instant::now();
         let mut s = Session::new(TransportKind::Polling, cfg(), t0);
