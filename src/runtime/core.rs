@@ -1,7 +1,7 @@
 //! One core's event loop.
 //!
-//! A loop turn: wait for readiness (or the shard's next deadline, or a wake-up); read every
-//! ready connection and feed what it carries to the shard; drain the inbox; run due timers;
+//! A loop turn: wait for readiness (or the shard's next deadline, or a wake-up); drain the
+//! inbox; read every ready connection and feed what it carries to the shard; run due timers;
 //! let the shard flush its sessions; apply its connection commands; send its messages to other
 //! cores; write every connection that got output (once per turn, Redis `beforeSleep` style).
 
@@ -101,6 +101,10 @@ impl Core {
             }
             self.sleeping.store(false, Ordering::SeqCst);
             self.tick();
+            // Inbox first: a message another core sent before answering a client (a room's
+            // first member, say) is then applied before any request that client sends here
+            // after seeing that answer.
+            self.drain_inbox();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(),
@@ -115,7 +119,6 @@ impl Core {
                     }
                 }
             }
-            self.drain_inbox();
             self.shard.handle_timeouts();
             self.settle();
             if self.stopping && self.shard.session_count() == 0 && self.conns.is_empty() {
