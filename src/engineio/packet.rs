@@ -89,8 +89,9 @@ impl Packet {
     pub fn decode_text(s: &str) -> Result<Packet, DecodeError> {
         let bytes = s.as_bytes();
         let (&t, _) = bytes.split_first().ok_or(DecodeError::Empty)?;
-        // The type digit is ASCII, so index 1 is a char boundary.
-        let rest = &s[1..];
+        // After an ASCII type digit index 1 is a char boundary; a non-ASCII first character
+        // (no boundary there) is refused below as an unknown type, so `rest` is then unused.
+        let rest = s.get(1..).unwrap_or_default();
         Ok(match t {
             b'0' => Packet::Open(rest.to_owned()),
             b'1' => Packet::Close,
@@ -241,6 +242,21 @@ mod tests {
         assert_eq!(decode_record(&[b'4', 0xff]), Err(DecodeError::InvalidUtf8));
         let errs: Vec<_> = decode_payload(b"4a\x1e\x1e4b").collect();
         assert_eq!(errs[1], Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn non_ascii_first_character_is_an_unknown_type() {
+        // Found by fuzz/eio_packet: slicing after a multi-byte first character panicked.
+        assert_eq!(
+            Packet::decode_text("€4"),
+            Err(DecodeError::UnknownType(0xe2))
+        );
+        assert_eq!(
+            decode_record("\u{75e}".as_bytes()),
+            Err(DecodeError::UnknownType(0xdd))
+        );
+        let errs: Vec<_> = decode_payload("4a\x1e€".as_bytes()).collect();
+        assert_eq!(errs[1], Err(DecodeError::UnknownType(0xe2)));
     }
 
     #[test]
