@@ -71,6 +71,20 @@ impl<'a> Socket<'a> {
         self.shard.emit_to(self.key, event, &inner, att, Some((Box::new(callback), timeout)));
     }
 
+    /// `emit_with_ack` with arguments already serialised (the inside of the JSON array).
+    pub fn emit_raw_with_ack<F>(
+        &mut self,
+        event: &str,
+        args_inner: &str,
+        attachments: Vec<Bytes>,
+        timeout: Duration,
+        callback: F,
+    ) where
+        F: FnOnce(&mut Socket<'_>, Result<AckResponse, AckError>) + 'static,
+    {
+        self.shard.emit_to(self.key, event, args_inner, attachments, Some((Box::new(callback), timeout)));
+    }
+
     /// Answer a client's acknowledgement request.
     pub fn ack<A: Serialize + ?Sized>(&mut self, id: AckId, args: &A) {
         let (inner, att) = encode_args(args);

@@ -18,8 +18,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
-
 use crate::api::{Event, ServerBuilder, Socket};
 use crate::broker::shard::{EngineApp, EngineSocket};
 use crate::config::Config;
@@ -85,9 +83,10 @@ pub fn install(server: &mut ServerBuilder) {
             s.disconnect(false);
         });
         ns.on("emit-with-ack", |s: &mut Socket<'_>, ev: Event| {
-            s.emit_with_ack(
+            s.emit_raw_with_ack(
                 "server-ack-request",
-                &RawArgs(ev.args_raw().to_owned()),
+                ev.args_raw(),
+                ev.attachments.clone(),
                 Duration::from_secs(5),
                 |s: &mut Socket<'_>, res| {
                     if let Ok(r) = res {
@@ -108,17 +107,4 @@ pub fn install(server: &mut ServerBuilder) {
         ns.on_connect(emit_auth);
     });
     server.engine_endpoint("/engine.io/", Arc::new(EngineEcho));
-}
-
-/// Already-serialised arguments (the inside of the array) passed through `emit_with_ack`.
-struct RawArgs(String);
-
-impl serde::Serialize for RawArgs {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let wrapped = format!("[{}]", self.0);
-        match serde_json::from_str::<Box<RawValue>>(&wrapped) {
-            Ok(raw) => raw.serialize(s),
-            Err(_) => s.serialize_unit(),
-        }
-    }
 }

@@ -543,6 +543,11 @@ impl Shard {
         };
         if s.probe_conn == Some(conn) {
             s.eio.handle_probe(msg, now);
+            // After `5` the probe is the transport at once: the client may have sent more
+            // messages in the same read, and they belong to the session.
+            if s.eio.transport() == TransportKind::WebSocket {
+                s.ws_conn = s.probe_conn.take();
+            }
         } else if s.ws_conn == Some(conn) {
             s.eio.handle_ws(msg, now);
         } else {
@@ -694,7 +699,9 @@ impl Shard {
                     SessionEvent::Message(d) => self.handle_message(idx, d),
                     SessionEvent::Upgraded => {
                         let s = &mut self.sessions[idx as usize];
-                        s.ws_conn = s.probe_conn.take();
+                        if s.probe_conn.is_some() {
+                            s.ws_conn = s.probe_conn.take();
+                        }
                     }
                     SessionEvent::Closed(reason) => {
                         self.drain_transmits(idx);
