@@ -1511,6 +1511,24 @@ mod tests {
     }
 
     #[test]
+    fn message_in_the_same_read_as_the_upgrade_packet_is_not_lost() {
+        // Found by the interop suite: `5` and the next message arrived in one read, and the
+        // message was taken for a probe message after the probe had become the transport.
+        let (mut sim, _log) = sim_with(1, Config::default());
+        let (p, _) = poll_connected(&mut sim, 0);
+        let get = sim.poll_get(0, &p.sid);
+        let ws = sim.ws_probe(0, &p.sid);
+        sim.take_response(ws);
+        sim.ws_send(ws, "2probe");
+        assert_eq!(sim.ws_texts(ws), ["3probe"]);
+        assert_eq!(sim.poll_answer(get).expect("noop"), [Pkt::text("6")]);
+        let mut both = client_frame(OP_TEXT, b"5");
+        both.extend_from_slice(&client_frame(OP_TEXT, br#"42["message","right after"]"#));
+        sim.client_write(ws, &both);
+        assert_eq!(sim.ws_texts(ws), [r#"42["message-back","right after"]"#]);
+    }
+
+    #[test]
     fn packets_emitted_during_upgrade_arrive_once_in_order() {
         let (mut sim, _log) = sim_with(1, Config::default());
         let (p, _) = poll_connected(&mut sim, 0);
