@@ -36,6 +36,8 @@ const SWEEP_EVERY: Duration = Duration::from_millis(250);
 /// Connection output buffers larger than this are released after they drain.
 const OUT_SHRINK: usize = 64 * 1024;
 const SCRATCH: usize = 256 * 1024;
+/// A sender with more unsent bytes than this skips messages instead of buffering without bound.
+const SENDER_OUT_LIMIT: usize = 16 << 20;
 /// fds kept free for the poll instance, stdio and /proc reads.
 const FD_RESERVE: u64 = 64;
 const MAX_ERROR_KINDS: usize = 32;
@@ -622,8 +624,17 @@ impl Driver {
         }
     }
 
+    /// Bytes waiting to go out for client `ci` (WebSocket output buffer or polling queue).
+    fn pending_out(&self, ci: usize) -> usize {
+        let c = &self.clients[ci];
+        let ws = c.conns[0].as_ref().map_or(0, |k| k.out.len() - k.out_pos);
+        ws + c.post_queue.len()
+    }
+
     fn send_bench(&mut self, stream: usize, ci: usize, now: Instant) {
-        if self.clients[ci].stage != Stage::Ready {
+        // A sender that is gone, or whose server stopped reading (output over the limit), skips
+        // the message: it is neither sent nor expected, and `send_skipped` counts it.
+        if self.clients[ci].stage != Stage::Ready || self.pending_out(ci) > SENDER_OUT_LIMIT {
             self.send_skipped += 1;
             return;
         }
@@ -1337,6 +1348,7 @@ impl Driver {
                     }),
                 );
                 f.insert("send_lag_max_ms".into(), json!(self.max_send_lag.as_millis() as u64));
+                f.insert("send_skipped".into(), json!(self.send_skipped));
                 f.insert("disconnected".into(), json!(self.dropped));
                 f.insert("loadgen_cpu_pct".into(), self_cpu_pct);
                 if a.scenario == Scenario::Rooms {
