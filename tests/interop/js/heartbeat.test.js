@@ -32,18 +32,25 @@ after(async () => {
 // Slack for scheduling and loopback latency on a busy 2-core machine.
 const MARGIN_MS = 1_000;
 
+// Makes an engine.io-client socket stop answering pings, and disables its own ping-timeout timer
+// (already armed or not) so that only the server can decide the session is dead.
+function silence(engine) {
+  const send = engine._sendPacket.bind(engine);
+  engine._sendPacket = (type, ...rest) => {
+    if (type === "pong") return;
+    send(type, ...rest);
+  };
+  engine.clearTimeoutFn(engine._pingTimeoutTimer);
+  engine._pingTimeoutTime = Infinity;
+  engine._resetPingTimeout = () => {};
+}
+
 // An Engine.IO client on the Socket.IO path that never answers pings.
 function silentEngineClient(transport) {
   const socket = clients.add(
     new EngineSocket(server.url, { path: "/socket.io/", transports: [transport], upgrade: false }),
   );
-  const send = socket._sendPacket.bind(socket);
-  socket._sendPacket = (type, ...rest) => {
-    if (type === "pong") return;
-    send(type, ...rest);
-  };
-  // Without this the client would give up on its own after pingInterval + pingTimeout.
-  socket._resetPingTimeout = () => {};
+  silence(socket);
   return socket;
 }
 
@@ -68,13 +75,7 @@ for (const transport of ["websocket", "polling"]) {
 
 test("a silent client on a Socket.IO namespace is disconnected too", { timeout: 10_000 }, async () => {
   const { socket } = await connectSocket(clients, server.url, { transports: ["websocket"] });
-  const engine = socket.io.engine;
-  const send = engine._sendPacket.bind(engine);
-  engine._sendPacket = (type, ...rest) => {
-    if (type === "pong") return;
-    send(type, ...rest);
-  };
-  engine._resetPingTimeout = () => {};
+  silence(socket.io.engine);
   const [reason] = await once(socket, "disconnect", PING_INTERVAL_MS + PING_TIMEOUT_MS + MARGIN_MS);
   assert.equal(reason, "transport close");
 });
