@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The one test command of sockeye: `bash tools/test-all.sh` (CI runs it through .ci/run).
+#
+# On a fresh Debian machine with only Rust, Node.js and Python installed it:
+#   1. installs the interop test dependencies: `npm ci` in tests/interop, and a virtual
+#      environment in tests/interop/.venv with tests/interop/requirements.txt;
+#   2. checks formatting and lints: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`;
+#   3. runs every test: `cargo test --release` (unit, property, simulation and the interop suites
+#      in tests/interop.rs, which drive the release binary with socket.io-client and
+#      python-socketio);
+#   4. fuzzes: every `cargo fuzz list` target for FUZZ_SECONDS (default 30) seconds each, when
+#      fuzz/Cargo.toml exists, installing cargo-fuzz if it is missing.
+# Setup failures stop the run at once; check failures are collected, so one failing step does
+# not hide the others. It ends with a summary and exits non-zero if anything failed.
+#
+# Environment:
+#   FUZZ_SECONDS=N          seconds per fuzz target (default 30; 0 skips fuzzing, loudly)
+#   SOCKEYE_SKIP_INTEROP=1  skip the interop suites inside `cargo test` (loudly)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+INTEROP_DIR="$ROOT/tests/interop"
+VENV="$INTEROP_DIR/.venv"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+
+declare -a SUMMARY=()
+declare -a FUZZ_LINES=()
+PASSED=0
+FAILED=0
+
+say() { printf '\n==> %s\n' "$*"; }
+
+print_summary() {
+  printf '\n==================== sockeye test summary ====================\n'
+  local line
+  for line in "${SUMMARY[@]}"; do printf '%s\n' "$line"; done
+  printf '===============================================================\n'
+  printf 'steps: %d passed, %d failed\n' "$PASSED" "$FAILED"
+}
+
+# step NAME COMMAND...: runs one step, records PASS/FAIL with its duration, never exits.
+step() {
+  local name=$1
+  shift
+  say "$name"
+  local start=$SECONDS status=0
+  "$@" || status=$?
+  local took=$((SECONDS - start))
+  if [ "$status" -eq 0 ]; then
+    SUMMARY+=("$(printf 'PASS  %-42s %5ds' "$name" "$took")")
+    PASSED=$((PASSED + 1))
+  else
+    SUMMARY+=("$(printf 'FAIL  %-42s %5ds  (exit %d)' "$name" "$took" "$status")")
+    FAILED=$((FAILED + 1))
+  fi
+  return "$status"
+}
+
+# setup NAME COMMAND...: a step whose failure makes everything after it meaningless.
+setup() {
+  if ! step "$@"; then
+    print_summary
+    echo "setup step failed: $1; nothing else was run" >&2
+    exit 1
+  fi
+}
+
+require_tools() {
+  local missing=0 tool
+  for tool in cargo node npm python3; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "missing required tool: $tool" >&2
+      missing=1
+    fi
+  done
+  [ "$missing" -eq 0 ] || return 1
+  cargo --version && node --version && printf 'npm %s\n' "$(npm --version)" && python3 --version
+}
+
+npm_ci() {
+  (cd "$INTEROP_DIR" && npm ci --no-audit --no-fund)
+}
+
+python_venv() {
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    if ! python3 -m venv "$VENV"; then
+      # Debian's python3 ships venv support in a separate package.
+      if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "python3 -m venv failed; installing Debian's python3-venv" >&2
+        rm -rf "$VENV"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+        python3 -m venv "$VENV" || return 1
+      else
+        echo "python3 -m venv failed: install your distribution's python3-venv" >&2
+        return 1
+      fi
+    fi
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$INTEROP_DIR/requirements.txt"
+}
+
+cargo_test() {
+  # Bounded: every interop wait has its own timeout, this is only the last resort.
+  timeout --signal=TERM --kill-after=30 45m cargo test --release
+}
+
+ensure_cargo_fuzz() {
+  if cargo fuzz --version >/dev/null 2>&1; then
+    cargo fuzz --version
+    return 0
+  fi
+  cargo install cargo-fuzz --locked
+}
+
+# cargo-fuzz passes nightly-only flags (-Z sanitizer, -Cpasses); RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain accept them (checked with cargo-fuzz 0.13 on Rust 1.95, address sanitizer
+# included). It is set for cargo-fuzz only: build scripts that probe for nightly features would
+# otherwise switch them on in the ordinary build and test steps too.
+fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
+
+fuzz_all() {
+  local targets target sanitizer=()
+  targets=$(fuzz list) || return 1
+  if [ -z "$targets" ]; then
+    echo "fuzz/ has no targets"
+    return 1
+  fi
+  # Build every target once; if the address sanitizer cannot be built here, fuzz without it
+  # rather than not at all.
+  if ! fuzz build; then
+    echo "WARNING: cargo fuzz build with the address sanitizer failed; retrying with -s none" >&2
+    sanitizer=(-s none)
+    fuzz build "${sanitizer[@]}" || return 1
+  fi
+  local failed=0
+  for target in $targets; do
+    say "fuzz $target for ${FUZZ_SECONDS}s"
+    if timeout --signal=TERM --kill-after=30 $((FUZZ_SECONDS + 300)) \
+      env RUSTC_BOOTSTRAP=1 cargo fuzz run "${sanitizer[@]}" "$target" -- -max_total_time="$FUZZ_SECONDS"; then
+      FUZZ_LINES+=("$(printf '        %-40s ok' "$target")")
+    else
+      FUZZ_LINES+=("$(printf '        %-40s FAILED (see fuzz/artifacts/%s)' "$target" "$target")")
+      failed=1
+    fi
+  done
+  return "$failed"
+}
+
+setup "required tools" require_tools
+setup "npm ci (tests/interop)" npm_ci
+setup "python venv (tests/interop/.venv)" python_venv
+
+step "cargo fmt --check" cargo fmt --all -- --check || true
+step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets -- -D warnings || true
+step "cargo test --release (incl. interop)" cargo_test || true
+
+if [ -f fuzz/Cargo.toml ]; then
+  if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    if step "install cargo-fuzz" ensure_cargo_fuzz; then
+      step "fuzz every target (${FUZZ_SECONDS}s each)" fuzz_all || true
+      SUMMARY+=("${FUZZ_LINES[@]}")
+    fi
+  else
+    echo "!!! FUZZ_SECONDS=0: fuzzing SKIPPED !!!"
+    SUMMARY+=("SKIP  fuzzing (FUZZ_SECONDS=0)")
+  fi
+else
+  SUMMARY+=("SKIP  fuzzing (no fuzz/Cargo.toml yet)")
+fi
+
+print_summary
+[ "$FAILED" -eq 0 ]
