@@ -8,6 +8,7 @@
 #   3. runs every test: `cargo test --release` (unit, property, simulation and the interop suites
 #      in tests/interop.rs, which drive the release binary with socket.io-client and
 #      python-socketio);
+#      plus the load generator's own checks (tools/sockeye-bench) and the bench summary tests;
 #   4. fuzzes: every `cargo fuzz list` target for FUZZ_SECONDS (default 30) seconds each, when
 #      fuzz/Cargo.toml exists, installing cargo-fuzz if it is missing.
 # Setup failures stop the run at once; check failures are collected, so one failing step does
@@ -107,6 +108,14 @@ cargo_test() {
   timeout --signal=TERM --kill-after=30 45m cargo test --release
 }
 
+# The load generator (tools/sockeye-bench) is a crate of its own, outside the root build.
+loadgen_checks() {
+  local m=tools/sockeye-bench/Cargo.toml
+  cargo fmt --manifest-path "$m" -- --check &&
+    cargo clippy --manifest-path "$m" --all-targets -- -D warnings &&
+    cargo test --manifest-path "$m"
+}
+
 ensure_cargo_fuzz() {
   if cargo fuzz --version >/dev/null 2>&1; then
     cargo fuzz --version
@@ -156,6 +165,8 @@ setup "python venv (tests/interop/.venv)" python_venv
 step "cargo fmt --check" cargo fmt --all -- --check || true
 step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets -- -D warnings || true
 step "cargo test --release (incl. interop)" cargo_test || true
+step "load generator: fmt, clippy, tests" loadgen_checks || true
+step "bench summary tests" python3 tools/bench/test_summarize.py || true
 
 if [ -f fuzz/Cargo.toml ]; then
   if [ "$FUZZ_SECONDS" -gt 0 ]; then
