@@ -6,7 +6,9 @@ pub const USAGE: &str = "\
 usage: sockeye-bench <fanout|echo|connect|rooms|polling> --url http://127.0.0.1:PORT
          [--server-pid PID] [--label NAME] [--clients N] [--rate MSGS_PER_S] [--duration SECS]
          [--warmup SECS] [--payload BYTES] [--concurrency C] [--rooms SPEC] [--senders K]
-         [--path /socket.io/] [--source-ips N]
+         [--path /socket.io/] [--source-ips N] [--raw]
+--raw (fanout only): the target is a plain WebSocket broadcast server (no Engine.IO/Socket.IO);
+its WebSocket path is the URL's path (default /).
 The target must be on loopback (127.0.0.0/8, localhost or [::1]).
 Prints one JSON line on stdout and a summary on stderr; exits 1 when the run failed.";
 
@@ -38,7 +40,10 @@ pub struct Args {
     pub target: SocketAddr,
     /// Host header value (`127.0.0.1:3000`).
     pub host: String,
+    /// The Engine.IO path (`--path`); with `raw`, the WebSocket request target from the URL.
     pub path: String,
+    /// `--raw`: plain WebSocket messages, no Engine.IO / Socket.IO framing (fanout only).
+    pub raw: bool,
     pub server_pid: Option<u32>,
     pub label: String,
     pub clients: usize,
@@ -55,6 +60,9 @@ pub struct Args {
 }
 
 pub const MAX_CLIENTS: usize = 1_000_000;
+
+/// Flags that take no value.
+const SWITCHES: [&str; 1] = ["--raw"];
 
 pub fn parse(argv: &[String]) -> Result<Args, String> {
     let mut it = argv.iter();
@@ -73,6 +81,8 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             return Err(USAGE.into());
         }
         let (name, value) = match flag.split_once('=') {
+            Some((n, _)) if SWITCHES.contains(&n) => return Err(format!("{n} takes no value")),
+            _ if SWITCHES.contains(&flag.as_str()) => (flag.clone(), String::new()),
             Some((n, v)) if n.starts_with("--") => (n.to_string(), v.to_string()),
             _ if flag.starts_with("--") => {
                 let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -87,7 +97,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     }
     let get = |name: &str| flags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
     for (n, _) in &flags {
-        const KNOWN: [&str; 14] = [
+        const KNOWN: [&str; 15] = [
             "--url",
             "--server-pid",
             "--label",
@@ -101,6 +111,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "--senders",
             "--path",
             "--source-ips",
+            "--raw",
             "--help",
         ];
         if !KNOWN.contains(&n.as_str()) {
@@ -109,7 +120,17 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     }
 
     let url = get("--url").ok_or("--url is required (e.g. --url http://127.0.0.1:3000)")?.to_string();
-    let (target, host) = parse_url(&url)?;
+    let (target, host, url_path) = parse_url(&url)?;
+    let raw = get("--raw").is_some();
+    if raw && scenario != Scenario::Fanout {
+        return Err(format!("--raw is for the fanout scenario only, not {}", scenario.name()));
+    }
+    if raw && get("--path").is_some() {
+        return Err("--path is the Engine.IO path; with --raw give the WebSocket path in --url".into());
+    }
+    if !raw && !url_path.is_empty() && url_path != "/" {
+        return Err(format!("--url {url:?}: give the Socket.IO path with --path, not in the URL"));
+    }
 
     let (d_clients, d_rate, d_duration) = match scenario {
         Scenario::Fanout => (1000, 100.0, 10.0),
@@ -168,8 +189,12 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
         Some(p) => Some(num::<u32>(p, "--server-pid")?),
         None => None,
     };
-    let path = get("--path").unwrap_or("/socket.io/").to_string();
-    if !path.starts_with('/') || path.contains(['?', '#', ' ', '\r', '\n']) {
+    let path = if raw {
+        if url_path.is_empty() { "/".to_string() } else { url_path }
+    } else {
+        get("--path").unwrap_or("/socket.io/").to_string()
+    };
+    if !raw && (!path.starts_with('/') || path.contains(['?', '#', ' ', '\r', '\n'])) {
         return Err(format!("--path {path:?} must be an absolute path without query"));
     }
     let label = get("--label").unwrap_or("unnamed").to_string();
@@ -215,6 +240,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
         target,
         host,
         path,
+        raw,
         server_pid,
         label,
         clients,
@@ -234,8 +260,9 @@ fn num<T: std::str::FromStr>(v: &str, flag: &str) -> Result<T, String> {
     v.trim().parse().map_err(|_| format!("{flag}: {v:?} is not a valid number"))
 }
 
-/// `http://HOST:PORT[/]` with a loopback HOST. Returns the socket address and Host header.
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
+/// `http://HOST:PORT[/PATH]` with a loopback HOST. Returns the socket address, the Host header
+/// and the path with any query (empty when the URL has none); only `--raw` may use a path.
+pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("ws://"))
@@ -244,8 +271,10 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if !path.is_empty() && path != "/" {
-        return Err(format!("--url {url:?}: give the Socket.IO path with --path, not in the URL"));
+    // The path goes verbatim into the request line: nothing that would break it or that a
+    // client never sends (a fragment).
+    if path.bytes().any(|b| b == b'#' || b <= b' ' || b == 0x7f) {
+        return Err(format!("--url {url:?}: the path must not contain spaces, controls or '#'"));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, p) = v6.split_once(']').ok_or_else(|| format!("--url {url:?}: bad IPv6 literal"))?;
@@ -275,7 +304,7 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
         ));
     }
     let addr = SocketAddr::new(ip, port);
-    Ok((addr, addr.to_string()))
+    Ok((addr, addr.to_string(), path.to_string()))
 }
 
 /// `10x50,20x10` = 10 rooms of 50 members and 20 rooms of 10.
@@ -334,5 +363,29 @@ mod tests {
         assert_eq!((a.clients, a.concurrency, a.source_ips), (10_000, 200, 4));
         assert!(args("polling --url http://127.0.0.1:1 --bogus 1").is_err());
         assert!(args("rooms --url http://127.0.0.1:1 --rooms 2x2 --senders 3").is_err());
+        assert!(!a.raw);
+    }
+
+    #[test]
+    fn raw_takes_its_websocket_path_from_the_url() {
+        let a = args("fanout --url http://127.0.0.1:1 --clients 5 --raw").unwrap();
+        assert!(a.raw);
+        assert_eq!((a.path.as_str(), a.clients), ("/", 5));
+        let a = args("fanout --raw --url ws://127.0.0.1:1/").unwrap();
+        assert_eq!(a.path, "/");
+        let a = args("fanout --raw --url ws://127.0.0.1:1/feed?x=1").unwrap();
+        assert_eq!(a.path, "/feed?x=1");
+    }
+
+    #[test]
+    fn raw_is_a_fanout_switch() {
+        assert!(args("echo --url http://127.0.0.1:1 --raw").unwrap_err().contains("fanout"));
+        assert!(args("polling --url http://127.0.0.1:1 --raw").is_err());
+        assert!(args("fanout --url http://127.0.0.1:1 --raw=1").unwrap_err().contains("no value"));
+        assert!(args("fanout --url http://127.0.0.1:1 --raw --raw").unwrap_err().contains("twice"));
+        assert!(args("fanout --url http://127.0.0.1:1 --raw --path /x/").is_err());
+        // Without --raw a URL path is still refused: the Socket.IO path goes in --path.
+        assert!(args("fanout --url http://127.0.0.1:1/feed").unwrap_err().contains("--path"));
+        assert!(args("fanout --raw --url http://127.0.0.1:1/a#b").is_err());
     }
 }

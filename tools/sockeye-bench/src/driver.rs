@@ -8,6 +8,11 @@
 //! dirty and all dirty connections are flushed once per loop turn; a partial write waits for
 //! the next writable edge. Read path: a shared scratch buffer; only the unparsed tail of a read
 //! is kept per connection. Pings (`2`) are answered on every connection in every phase.
+//!
+//! Framing: a WebSocket text message is an Engine.IO packet, or with `--raw` (fanout against a
+//! plain WebSocket broadcast server) the bare bench object. Only the three places that depend
+//! on it look at [`Framing`]: the upgrade request, the end of the handshake, and how a bench
+//! message is wrapped and unwrapped; the scenario, pacing and statistics are the same code.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -60,10 +65,22 @@ enum Timer {
     Sweep,
 }
 
+/// What a WebSocket text message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// An Engine.IO packet holding a Socket.IO packet (the bench contract).
+    Eio,
+    /// The bench object itself, `{"s":..,"t":..,"p":".."}`, and nothing else: the target is a
+    /// plain WebSocket broadcast server. A client is connected once the upgrade is accepted;
+    /// there are no Engine.IO pings (WebSocket pings are still answered).
+    Raw,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Waiting,
-    /// TCP, HTTP/WebSocket handshake and Engine.IO open, then Socket.IO CONNECT sent.
+    /// TCP, HTTP/WebSocket handshake and Engine.IO open, then Socket.IO CONNECT sent (raw
+    /// framing: until the upgrade answer).
     Opening,
     Ready,
     Failed,
@@ -159,6 +176,7 @@ pub struct Driver {
     rng: u64,
     next_conn_id: u64,
     polling: bool,
+    framing: Framing,
     fds_per_client: u64,
 
     next_to_open: usize,
@@ -235,6 +253,7 @@ impl Driver {
             rng: seed | 1,
             next_conn_id: 1,
             polling,
+            framing: if args.raw { Framing::Raw } else { Framing::Eio },
             fds_per_client,
             next_to_open: 0,
             in_progress: 0,
@@ -641,12 +660,12 @@ impl Driver {
         let seq = self.streams[stream].next_seq;
         self.streams[stream].next_seq += 1;
         let t = self.now_ns(now);
-        let pkt = if self.args.scenario == Scenario::Rooms {
-            format!(r#"42["bench-room","r{stream}",{{"s":{seq},"t":{t},"p":"{}"}}]"#, self.padding)
-        } else {
-            format!(r#"42["bench",{{"s":{seq},"t":{t},"p":"{}"}}]"#, self.padding)
-        };
-        self.send_eio(ci, pkt.as_bytes());
+        let room = (self.args.scenario == Scenario::Rooms).then_some(stream);
+        let msg = bench_message(self.framing, room, seq, t, &self.padding);
+        match self.framing {
+            Framing::Eio => self.send_eio(ci, msg.as_bytes()),
+            Framing::Raw => self.send_ws_text(ci, msg.as_bytes()),
+        }
     }
 
     fn send_echo(&mut self, ci: usize, now: Instant) {
@@ -671,9 +690,14 @@ impl Driver {
             self.kick_post(ci);
             return;
         }
+        self.send_ws_text(ci, pkt);
+    }
+
+    /// Queues one WebSocket text message (a masked frame) on the client's connection.
+    fn send_ws_text(&mut self, ci: usize, msg: &[u8]) {
         let mask = (self.rand() as u32).to_ne_bytes();
         let Some(conn) = self.clients[ci].conns[0].as_mut() else { return };
-        ws::encode_frame(&mut conn.out, ws::OP_TEXT, pkt, mask);
+        ws::encode_frame(&mut conn.out, ws::OP_TEXT, msg, mask);
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push((ci, 0));
@@ -753,7 +777,10 @@ impl Driver {
                 self.open_conn(ci, 0).map(|()| {
                     let key =
                         ws::key_for((u128::from(self.rand()) << 64 | u128::from(self.rand())).to_ne_bytes());
-                    let pq = format!("{}?EIO=4&transport=websocket", self.args.path);
+                    let pq = match self.framing {
+                        Framing::Eio => format!("{}?EIO=4&transport=websocket", self.args.path),
+                        Framing::Raw => self.args.path.clone(),
+                    };
                     let req = ws::upgrade_request(&self.args.host, &pq, &key);
                     let conn = self.clients[ci].conns[0].as_mut().expect("just opened");
                     conn.ws_accept = ws::accept_for(&key);
@@ -902,6 +929,11 @@ impl Driver {
                         }
                         conn.state = ConnState::Ws;
                         pos += r.consumed;
+                        // Plain WebSocket has nothing after the upgrade; Engine.IO waits for
+                        // its open packet and the Socket.IO CONNECT answer.
+                        if self.framing == Framing::Raw {
+                            self.on_connected(ci, at);
+                        }
                     }
                     Err(e) => {
                         self.fail_client(ci, e);
@@ -943,7 +975,7 @@ impl Driver {
 
     fn on_frame(&mut self, ci: usize, head: ws::FrameHead, payload: &[u8], at: Instant) {
         match head.opcode {
-            ws::OP_TEXT if head.fin => self.on_eio(ci, payload, at),
+            ws::OP_TEXT if head.fin => self.on_ws_text(ci, payload, at),
             ws::OP_TEXT | ws::OP_BINARY => {
                 if let Some(c) = self.clients[ci].conns[0].as_mut() {
                     // Binary messages are not part of the contract; collect text only.
@@ -962,7 +994,7 @@ impl Driver {
                 if head.fin
                     && let Some(msg) = c.frag.take()
                 {
-                    self.on_eio(ci, &msg, at);
+                    self.on_ws_text(ci, &msg, at);
                 }
             }
             ws::OP_CLOSE => self.close_client(ci, "server sent a websocket close frame"),
@@ -1120,7 +1152,29 @@ impl Driver {
         self.queue_raw(ci, 1, &req);
     }
 
-    // ---- Engine.IO / Socket.IO ----
+    // ---- messages: Engine.IO / Socket.IO, or raw ----
+
+    /// One complete WebSocket text message, read as the run's framing.
+    fn on_ws_text(&mut self, ci: usize, msg: &[u8], at: Instant) {
+        match self.framing {
+            Framing::Eio => self.on_eio(ci, msg, at),
+            Framing::Raw => match proto::sample_object(msg) {
+                Some((seq, t)) => self.on_delivery(ci, seq, t, at),
+                None => self.on_bad_sample("raw message without s/t"),
+            },
+        }
+    }
+
+    /// The client finished its handshake (Socket.IO CONNECT answered, or with raw framing the
+    /// WebSocket upgrade accepted).
+    fn on_connected(&mut self, ci: usize, at: Instant) {
+        if self.clients[ci].stage == Stage::Opening {
+            self.clients[ci].stage = Stage::Ready;
+            self.in_progress -= 1;
+            self.connected += 1;
+            self.open_more(at);
+        }
+    }
 
     fn on_eio(&mut self, ci: usize, pkt: &[u8], at: Instant) {
         match proto::parse_eio(pkt) {
@@ -1147,14 +1201,7 @@ impl Driver {
 
     fn on_sio(&mut self, ci: usize, msg: &[u8], at: Instant) {
         match proto::parse_sio(msg) {
-            SioPacket::Connect(_) => {
-                if self.clients[ci].stage == Stage::Opening {
-                    self.clients[ci].stage = Stage::Ready;
-                    self.in_progress -= 1;
-                    self.connected += 1;
-                    self.open_more(at);
-                }
-            }
+            SioPacket::Connect(_) => self.on_connected(ci, at),
             SioPacket::ConnectError(data) => {
                 let d = snippet(data);
                 self.fail_client(ci, format!("socket.io connect error: {d}"));
@@ -1164,7 +1211,10 @@ impl Driver {
                 if let Some((name, rest)) = proto::event_name(data)
                     && (name == b"bench" || name == b"bench-room")
                 {
-                    self.on_delivery(ci, rest, at);
+                    match proto::sample(rest) {
+                        Some((seq, t)) => self.on_delivery(ci, seq, t, at),
+                        None => self.on_bad_sample("bench event without s/t"),
+                    }
                 }
             }
             SioPacket::Ack { id, .. } => self.on_ack(ci, id, at),
@@ -1172,14 +1222,18 @@ impl Driver {
         }
     }
 
-    fn on_delivery(&mut self, ci: usize, rest: &[u8], at: Instant) {
+    /// A received bench message that carries no sample (counted in `errors` while measuring).
+    fn on_bad_sample(&mut self, kind: &str) {
+        if matches!(self.phase, Phase::Measure | Phase::Drain | Phase::Warmup) {
+            self.note_error(kind.into());
+        }
+    }
+
+    /// Client `ci` received sample `seq` of its stream, sent at `t` (ns since the epoch).
+    fn on_delivery(&mut self, ci: usize, seq: u64, t: u64, at: Instant) {
         if !matches!(self.phase, Phase::Measure | Phase::Drain | Phase::Warmup) {
             return;
         }
-        let Some((seq, t)) = proto::sample(rest) else {
-            self.note_error("bench event without s/t".into());
-            return;
-        };
         let c = &mut self.clients[ci];
         let s = &self.streams[c.stream];
         if seq < s.first_measured || seq >= s.end_measured {
@@ -1351,6 +1405,9 @@ impl Driver {
                 f.insert("send_skipped".into(), json!(self.send_skipped));
                 f.insert("disconnected".into(), json!(self.dropped));
                 f.insert("loadgen_cpu_pct".into(), self_cpu_pct);
+                if self.framing == Framing::Raw {
+                    f.insert("raw".into(), json!(true));
+                }
                 if a.scenario == Scenario::Rooms {
                     f.insert("rooms".into(), json!(a.rooms_spec));
                     f.insert("room_count".into(), json!(self.streams.len()));
@@ -1360,9 +1417,10 @@ impl Driver {
                     f.insert("late_beyond_window".into(), json!(self.too_old));
                 }
                 summary = format!(
-                    "{}: {} clients, sent {} ({:.1}/s), delivered {}/{} ({:.0}/s), lost {lost}, dup {}, reordered {}; \
+                    "{}{}: {} clients, sent {} ({:.1}/s), delivered {}/{} ({:.0}/s), lost {lost}, dup {}, reordered {}; \
                      latency us p50 {} p90 {} p99 {} max {}; server cpu/delivery {} us; loadgen cpu {}%",
                     a.scenario.name(),
+                    if self.framing == Framing::Raw { " (raw)" } else { "" },
                     self.clients.len(),
                     self.sent,
                     self.sent as f64 / measured_s.max(1e-9),
@@ -1480,6 +1538,18 @@ impl Stream {
     }
 }
 
+/// The text of one bench message sent at `t` (ns) with sequence number `seq`: the object
+/// `{"s":seq,"t":t,"p":padding}`, bare with raw framing, else in a Socket.IO EVENT (`bench`,
+/// or `bench-room` to `room`) in an Engine.IO MESSAGE.
+fn bench_message(framing: Framing, room: Option<usize>, seq: u64, t: u64, padding: &str) -> String {
+    let obj = format!(r#"{{"s":{seq},"t":{t},"p":"{padding}"}}"#);
+    match (framing, room) {
+        (Framing::Raw, _) => obj,
+        (Framing::Eio, None) => format!(r#"42["bench",{obj}]"#),
+        (Framing::Eio, Some(r)) => format!(r#"42["bench-room","r{r}",{obj}]"#),
+    }
+}
+
 /// The first bytes of peer data as one printable line, for error messages.
 fn snippet(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(&data[..data.len().min(60)]);
@@ -1488,4 +1558,28 @@ fn snippet(data: &[u8]) -> String {
         out.push_str("...");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_message_framings_carry_the_same_object() {
+        let raw = bench_message(Framing::Raw, None, 7, 123, "xx");
+        assert_eq!(raw, r#"{"s":7,"t":123,"p":"xx"}"#);
+        assert_eq!(proto::sample_object(raw.as_bytes()), Some((7, 123)));
+
+        let eio = bench_message(Framing::Eio, None, 7, 123, "xx");
+        assert_eq!(eio, format!(r#"42["bench",{raw}]"#));
+        let room = bench_message(Framing::Eio, Some(3), 7, 123, "xx");
+        assert_eq!(room, format!(r#"42["bench-room","r3",{raw}]"#));
+        for (msg, event) in [(&eio, &b"bench"[..]), (&room, &b"bench-room"[..])] {
+            let EioPacket::Message(sio) = proto::parse_eio(msg.as_bytes()) else { panic!("{msg}") };
+            let SioPacket::Event { data, .. } = proto::parse_sio(sio) else { panic!("{msg}") };
+            let (name, rest) = proto::event_name(data).unwrap();
+            assert_eq!(name, event);
+            assert_eq!(proto::sample(rest), Some((7, 123)));
+        }
+    }
 }

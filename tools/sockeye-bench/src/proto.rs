@@ -1,5 +1,6 @@
-//! Engine.IO v4 and Socket.IO v5 packet shapes as far as the bench needs them, the polling
-//! payload split and HTTP/1.1 response parsing for long-polling. No IO.
+//! Engine.IO v4 and Socket.IO v5 packet shapes as far as the bench needs them, the bench
+//! sample inside an event or as a bare `--raw` message, the polling payload split and HTTP/1.1
+//! response parsing for long-polling. No IO.
 
 /// An Engine.IO packet (Engine.IO v4 protocol, "Packet types").
 #[derive(Debug, PartialEq, Eq)]
@@ -114,15 +115,32 @@ pub fn event_name(data: &[u8]) -> Option<(&[u8], &[u8])> {
 /// scan expects the two keys the generator wrote; if a server re-encodes the object in a way
 /// the scan does not recognise, full json parsing takes over.
 pub fn sample(rest: &[u8]) -> Option<(u64, u64)> {
-    if let (Some(s), Some(t)) = (scan_number(rest, b"\"s\""), scan_number(rest, b"\"t\"")) {
-        return Some((s, t));
+    if let Some(st) = scan_sample(rest) {
+        return Some(st);
     }
     // Slow path: `rest` is `,arg1,...]`; rebuild the array and look for the first object with s,t.
     let mut arr = Vec::with_capacity(rest.len() + 1);
     arr.push(b'[');
     arr.extend_from_slice(trim_start(rest).strip_prefix(b",")?);
     let v: serde_json::Value = serde_json::from_slice(&arr).ok()?;
-    v.as_array()?.iter().find_map(|a| Some((a.get("s")?.as_u64()?, a.get("t")?.as_u64()?)))
+    v.as_array()?.iter().find_map(value_sample)
+}
+
+/// A bench sample that is a whole message, the bare object `{"s":seq,"t":send_ns,...}` of
+/// `--raw` mode (no event array around it). Same fast scan, then full json parsing.
+pub fn sample_object(obj: &[u8]) -> Option<(u64, u64)> {
+    if let Some(st) = scan_sample(obj) {
+        return Some(st);
+    }
+    value_sample(&serde_json::from_slice(obj).ok()?)
+}
+
+fn scan_sample(hay: &[u8]) -> Option<(u64, u64)> {
+    Some((scan_number(hay, b"\"s\"")?, scan_number(hay, b"\"t\"")?))
+}
+
+fn value_sample(v: &serde_json::Value) -> Option<(u64, u64)> {
+    Some((v.get("s")?.as_u64()?, v.get("t")?.as_u64()?))
 }
 
 fn scan_number(hay: &[u8], key: &[u8]) -> Option<u64> {
@@ -346,6 +364,17 @@ mod tests {
         let data = br#"["bench",{"s":1,"t":2.0e3}]"#;
         let (_, rest) = event_name(data).unwrap();
         assert_eq!(sample(rest), None);
+    }
+
+    #[test]
+    fn raw_sample_is_the_bare_object() {
+        assert_eq!(sample_object(br#"{"s":7,"t":99,"p":"xx"}"#), Some((7, 99)));
+        // Another key order and spacing: still the fast scan.
+        assert_eq!(sample_object(br#"{ "t" : 5, "s" : 6 }"#), Some((6, 5)));
+        // A float is left to the json fallback, which refuses a non-integer time.
+        assert_eq!(sample_object(br#"{"s":1,"t":2.5}"#), None);
+        assert_eq!(sample_object(br#"{"s":1}"#), None);
+        assert_eq!(sample_object(b"not json"), None);
     }
 
     #[test]
