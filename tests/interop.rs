@@ -19,9 +19,7 @@ use std::sync::Mutex;
 static ONE_SUITE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("interop")
 }
 
 fn server_cmd() -> String {
@@ -51,19 +49,12 @@ fn skipped() -> bool {
 
 fn run(what: &str, mut command: Command) {
     // A panic in the other suite poisons the lock; the lock itself is still good.
-    let _turn = ONE_SUITE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _turn = ONE_SUITE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = interop_dir();
-    command
-        .current_dir(&dir)
-        .env("SOCKEYE_SERVER_CMD", server_cmd());
+    command.current_dir(&dir).env("SOCKEYE_SERVER_CMD", server_cmd());
     let output: Output = match command.output() {
         Ok(output) => output,
-        Err(err) => panic!(
-            "{what}: could not start {command:?} in {}: {err}",
-            dir.display()
-        ),
+        Err(err) => panic!("{what}: could not start {command:?} in {}: {err}", dir.display()),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
