@@ -87,6 +87,9 @@ pub struct Config {
     pub cors: Cors,
     /// TCP listen backlog (at least 1024).
     pub backlog: i32,
+    /// After a shutdown starts, how long a core keeps delivering close packets (a polling
+    /// session waits for its next poll) before it exits regardless.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             limits: Limits::default(),
             cors: Cors::permissive(),
             backlog: 1024,
+            shutdown_timeout: Duration::from_millis(3000),
         }
     }
 }

@@ -25,6 +25,7 @@ OPTIONS:
   --max-payload BYTES    largest message or polling body [default: 1000000]
   --connect-timeout MS   time to connect a namespace after the handshake [default: 45000; echo app: 1000]
   --max-output BYTES     output queued per connection before a slow client is dropped [default: 4194304]
+  --shutdown-timeout MS  on SIGINT/SIGTERM, time to deliver close packets before exiting [default: 3000]
   --cors-origin ORIGIN   allow this origin (repeatable); without it any origin is allowed
   -h, --help             print this help
 
@@ -74,6 +75,7 @@ fn parse_args() -> Result<(String, Config), String> {
             "--max-payload" => cfg.engine.max_payload = num()? as usize,
             "--connect-timeout" => cfg.connect_timeout = Duration::from_millis(num()?),
             "--max-output" => cfg.limits.max_output_bytes = num()? as usize,
+            "--shutdown-timeout" => cfg.shutdown_timeout = Duration::from_millis(num()?),
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }

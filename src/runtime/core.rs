@@ -38,7 +38,9 @@ pub(crate) struct Core {
     ws_limits: websocket::DecoderLimits,
     max_output: usize,
     max_conns: usize,
-    stopping: bool,
+    /// Set by a shutdown: the moment after which the core exits whatever is left.
+    stopping: Option<Instant>,
+    shutdown_timeout: Duration,
 }
 
 impl Core {
@@ -64,6 +66,7 @@ impl Core {
         };
         let max_output = cfg.limits.max_output_bytes;
         let max_conns = cfg.limits.max_connections_per_core;
+        let shutdown_timeout = cfg.shutdown_timeout;
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
             ^ ((id as u64) << 56);
         let n = peers.len();
@@ -82,7 +85,8 @@ impl Core {
             ws_limits,
             max_output,
             max_conns,
-            stopping: false,
+            stopping: None,
+            shutdown_timeout,
         })
     }
 
@@ -121,7 +125,9 @@ impl Core {
             }
             self.shard.handle_timeouts();
             self.settle();
-            if self.stopping && self.shard.session_count() == 0 && self.conns.is_empty() {
+            if let Some(deadline) = self.stopping
+                && ((self.shard.session_count() == 0 && self.conns.is_empty()) || Instant::now() >= deadline)
+            {
                 return;
             }
         }
@@ -133,7 +139,7 @@ impl Core {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
-        if self.stopping {
+        if self.stopping.is_some() {
             // While draining, poll briefly so the loop can notice it is done.
             return Some(Duration::from_millis(50));
         }
@@ -169,7 +175,7 @@ impl Core {
             };
             match msg {
                 CoreMsg::Shard(crate::broker::ShardMsg::Shutdown) => {
-                    self.stopping = true;
+                    self.stopping = Some(Instant::now() + self.shutdown_timeout);
                     let _ = self.poll.registry().deregister(&mut self.listener);
                     self.shard.handle_msg(crate::broker::ShardMsg::Shutdown);
                 }
@@ -195,7 +201,7 @@ impl Core {
         loop {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.stopping || self.conns.len() >= self.max_conns {
+                    if self.stopping.is_some() || self.conns.len() >= self.max_conns {
                         drop(stream);
                         continue;
                     }
