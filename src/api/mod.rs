@@ -43,30 +43,59 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// The parts of the Engine.IO handshake request, shared by every socket of a session.
+#[derive(Debug)]
+pub(crate) struct HandshakeBase {
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    pub(crate) url: String,
+    pub(crate) issued_ms: u64,
+}
+
 /// What a middleware sees of the connection: the Engine.IO handshake request plus the auth
-/// object of the Socket.IO CONNECT packet.
+/// object of the Socket.IO CONNECT packet. The request part is shared by every namespace the
+/// session connects, so a socket costs no copy of it.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    /// Query parameters of the handshake request, percent-decoded.
-    pub query: Vec<(String, String)>,
-    /// Request headers, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub remote_addr: Option<SocketAddr>,
-    /// The request path with its query.
-    pub url: String,
-    /// Milliseconds since the Unix epoch when the Engine.IO session was opened.
-    pub issued_ms: u64,
+    pub(crate) base: std::sync::Arc<HandshakeBase>,
     /// The auth object of the CONNECT packet (`{}` when none was sent).
     pub auth: Box<RawValue>,
 }
 
 impl Handshake {
+    /// A query parameter of the handshake request, percent-decoded.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.base.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// Every query parameter, in order.
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.base.query
+    }
+
+    /// A request header (name in lower case).
     pub fn header(&self, name_lowercase: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name_lowercase).map(|(_, v)| v.as_str())
+        self.base.headers.iter().find(|(k, _)| k == name_lowercase).map(|(_, v)| v.as_str())
+    }
+
+    /// Every request header, names lower-cased.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.base.headers
+    }
+
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.base.remote_addr
+    }
+
+    /// The request path with its query.
+    pub fn url(&self) -> &str {
+        &self.base.url
+    }
+
+    /// Milliseconds since the Unix epoch when the Engine.IO session was opened.
+    pub fn issued_ms(&self) -> u64 {
+        self.base.issued_ms
     }
 
     /// The auth object parsed into `T`.

@@ -26,7 +26,7 @@ use slab::Slab;
 use super::adapter::ClusterBroadcast;
 use super::rooms::{Change, Room, RoomIndex};
 use crate::api::server::{Endpoint, ServerDef};
-use crate::api::{AckError, AckResponse, DisconnectReason, Event, Handshake, Socket};
+use crate::api::{AckError, AckResponse, DisconnectReason, Event, Handshake, HandshakeBase, Socket};
 use crate::engineio::packet::{self, Data};
 use crate::engineio::session::{
     CloseReason, EioError, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit,
@@ -159,16 +159,6 @@ struct SessionEntry {
     /// The deadline currently in the timer heap for this session.
     armed: Option<Instant>,
     dirty: bool,
-}
-
-/// The parts of the handshake shared by every socket of a session.
-#[derive(Debug)]
-pub(crate) struct HandshakeBase {
-    query: Vec<(String, String)>,
-    headers: Vec<(String, String)>,
-    remote_addr: Option<SocketAddr>,
-    url: String,
-    issued_ms: u64,
 }
 
 pub(crate) struct SocketEntry {
@@ -855,14 +845,7 @@ impl Shard {
         };
         let base = self.sessions[idx as usize].base.clone();
         let auth = p.data.clone().unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
-        let handshake = Rc::new(Handshake {
-            query: base.query.clone(),
-            headers: base.headers.clone(),
-            remote_addr: base.remote_addr,
-            url: base.url.clone(),
-            issued_ms: base.issued_ms,
-            auth,
-        });
+        let handshake = Rc::new(Handshake { base, auth });
         let def = self.def.clone();
         let ns = &def.namespaces[ns_idx as usize];
         for mw in &ns.middlewares {

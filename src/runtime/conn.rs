@@ -111,12 +111,10 @@ impl Conn {
             }
         }
         if self.out_pos == self.out.len() {
-            self.out.clear();
+            // An idle connection holds no output buffer: most connections are idle most of
+            // the time, and one allocation per flush is small next to the write itself.
+            self.out = Vec::new();
             self.out_pos = 0;
-            // Give back memory after a burst, keep a small buffer for idle connections.
-            if self.out.capacity() > 64 * 1024 {
-                self.out.shrink_to(4096);
-            }
             Ok(true)
         } else {
             if self.out_pos > self.out.len() / 2 {
@@ -124,6 +122,13 @@ impl Conn {
                 self.out_pos = 0;
             }
             Ok(false)
+        }
+    }
+
+    /// Give back the input buffer once everything in it was consumed.
+    pub(crate) fn release_input(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = Vec::new();
         }
     }
 

@@ -281,6 +281,13 @@ impl Core {
 
     /// Consume what the connection's input buffer holds.
     fn process_input(&mut self, i: usize) {
+        self.consume_input(i);
+        if let Some(c) = self.conns.get_mut(i) {
+            c.release_input();
+        }
+    }
+
+    fn consume_input(&mut self, i: usize) {
         loop {
             let Some(c) = self.conns.get_mut(i) else {
                 return;
