@@ -176,6 +176,13 @@ impl ServerBuilder {
         }
     }
 
+    /// The sans-IO broker of core `core` of `n_cores`, outside any runtime, for benchmarks
+    /// and tools that drive it directly with requests and messages. Not a stable API.
+    #[doc(hidden)]
+    pub fn into_shard(self, core: u8, n_cores: usize, seed: u64, now: std::time::Instant) -> Shard {
+        Shard::new(core, n_cores, Arc::new(self.into_def()), seed, now)
+    }
+
     /// Bind the listeners and start one event loop per core.
     pub fn start(self) -> io::Result<RunningServer> {
         runtime::start(Arc::new(self.into_def()))
