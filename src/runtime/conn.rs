@@ -58,8 +58,9 @@ impl Conn {
         }
     }
 
-    /// Read everything available (edge-triggered readiness requires reading to `WouldBlock`),
-    /// keeping at most `limit` unprocessed bytes.
+    /// Read everything available (edge-triggered readiness requires draining the socket: until
+    /// `WouldBlock`, or a read shorter than the buffer), keeping at most `limit` unprocessed
+    /// bytes.
     pub(crate) fn read_available(&mut self, limit: usize) -> ReadOutcome {
         let mut chunk = [0u8; 16 * 1024];
         loop {
@@ -69,6 +70,12 @@ impl Conn {
                     self.rbuf.extend_from_slice(&chunk[..n]);
                     if self.rbuf.len() > limit {
                         return ReadOutcome::Overflow;
+                    }
+                    // A short read emptied the receive queue: data arriving later raises a new
+                    // edge, so the read that would only say `WouldBlock` is saved (one syscall
+                    // of about three per request/response round trip).
+                    if n < chunk.len() {
+                        return ReadOutcome::Open;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
