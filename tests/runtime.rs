@@ -283,4 +283,11 @@ fn broadcasts_cross_the_adapter_boundary_both_ways() {
     });
     ws_until(&mut ws, |t| t == "42[\"from-afar\",2]");
     assert_eq!(recorder.0.lock().unwrap().len(), 1);
+
+    // A server-wide emit from outside any handler reaches local sockets and is published once.
+    srv.handle.emit("/", "hello", &(1, "x"));
+    ws_until(&mut ws, |t| t == "42[\"hello\",1,\"x\"]");
+    let published = recorder.0.lock().unwrap().clone();
+    assert_eq!(published.len(), 2);
+    assert_eq!((published[1].event.as_str(), published[1].args_inner.as_str()), ("hello", "1,\"x\""));
 }

@@ -1511,6 +1511,38 @@ mod tests {
     }
 
     #[test]
+    fn per_socket_handler_takes_precedence_over_namespace_handler() {
+        let mut b = ServerBuilder::new(Config::default());
+        b.namespace("/", |ns| {
+            ns.on_connect(|s: &mut Socket<'_>| {
+                // Only sockets that connect with {"own":true} get a handler of their own.
+                let own = s
+                    .handshake()
+                    .and_then(|h| h.auth::<serde_json::Value>())
+                    .is_some_and(|a| a["own"] == true);
+                if own {
+                    let id = s.id().to_owned();
+                    s.on("who", move |s: &mut Socket<'_>, _ev: Event| {
+                        s.emit("answer", &("socket", id.as_str()))
+                    });
+                }
+            });
+            ns.on("who", |s: &mut Socket<'_>, _ev: Event| s.emit("answer", &("namespace",)));
+        });
+        let mut sim = Sim::new(1, b, 3);
+        let own = sim.ws_open(0);
+        sim.ws_send(own.conn, r#"40{"own":true}"#);
+        let id = connect_ok_sid(&sim.ws_texts(own.conn)[0], "/");
+        let plain = sim.ws_open(0);
+        sim.ws_send(plain.conn, "40");
+        sim.ws_texts(plain.conn);
+        sim.ws_send(own.conn, r#"42["who"]"#);
+        sim.ws_send(plain.conn, r#"42["who"]"#);
+        assert_eq!(sim.ws_texts(own.conn), [format!(r#"42["answer","socket","{id}"]"#)]);
+        assert_eq!(sim.ws_texts(plain.conn), [r#"42["answer","namespace"]"#]);
+    }
+
+    #[test]
     fn message_in_the_same_read_as_the_upgrade_packet_is_not_lost() {
         // Found by the interop suite: `5` and the next message arrived in one read, and the
         // message was taken for a probe message after the probe had become the transport.
