@@ -39,7 +39,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};
 use crate::api::ServerBuilder;
 use crate::engineio::session::WsInput;
-use crate::http::request::{HttpError, Limits, Parse, parse_request};
+use crate::http::request::{Limits, Parse, parse_request};
 use crate::http::websocket::{self, Message, OpCode};
 
 /// Index of a simulated connection; stable for the connection's whole life, across handoffs.
@@ -527,6 +527,14 @@ impl Sim {
         }
     }
 
+    /// `Core::refuse`: answer and close.
+    fn refuse(&mut self, id: ConnId, response: &[u8]) {
+        let c = &mut self.conns[id];
+        c.rbuf.clear();
+        c.out.extend_from_slice(response);
+        c.closing = true;
+    }
+
     /// `Core::process_http`: one request; returns whether to go on with the buffer.
     fn process_http(&mut self, id: ConnId) -> bool {
         let c = &mut self.conns[id];
@@ -534,26 +542,23 @@ impl Sim {
         let (req, used) = match parse_request(&c.rbuf, &self.http_limits) {
             Ok(Parse::Partial) => return false,
             Ok(Parse::Complete(req, used)) => (req, used),
+            Ok(Parse::Oversized(req)) => {
+                let body = self.shards[core].handle_oversized_post(req.query_param("sid").as_deref());
+                self.refuse(id, &body);
+                return false;
+            }
             Err(e) => {
-                let body = if e == HttpError::BodyTooLarge {
-                    let sid = sid_in_request_line(&c.rbuf);
-                    self.shards[core].handle_oversized_post(sid.as_deref())
-                } else {
-                    let mut out = Vec::new();
-                    crate::http::response::write_simple(
-                        e.status(),
-                        "text/plain",
-                        e.to_string().as_bytes(),
-                        &[],
-                        false,
-                        &mut out,
-                    );
-                    out
-                };
-                let c = &mut self.conns[id];
-                c.rbuf.clear();
-                c.out.extend_from_slice(&body);
-                c.closing = true;
+                let mut body = Vec::new();
+                let reason = e.to_string();
+                crate::http::response::write_simple(
+                    e.status(),
+                    "text/plain",
+                    reason.as_bytes(),
+                    &[],
+                    false,
+                    &mut body,
+                );
+                self.refuse(id, &body);
                 return false;
             }
         };
@@ -1065,15 +1070,6 @@ pub(crate) fn connect_ok_sid(text: &str, ns: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
     assert_eq!(v.as_object().map(|o| o.len()), Some(1), "{text}");
     v["sid"].as_str().expect("sid").to_owned()
-}
-
-/// `Core`'s `sid_in_request_line`, for a request refused before it is parsed.
-fn sid_in_request_line(buf: &[u8]) -> Option<String> {
-    let end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len()).min(8192);
-    let line = std::str::from_utf8(&buf[..end]).ok()?;
-    let target = line.split(' ').nth(1)?;
-    let query = target.split_once('?')?.1;
-    query.split('&').find_map(|kv| kv.strip_prefix("sid=")).map(str::to_owned)
 }
 
 /// What handlers observed, shared with the test (handlers must be `Send + Sync`).

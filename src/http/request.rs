@@ -168,6 +168,11 @@ pub enum Parse {
     Complete(Request, usize),
     /// The head or the body is not complete yet; call again with more bytes.
     Partial,
+    /// The head is complete and valid, but its `Content-Length` exceeds
+    /// [`Limits::max_body_bytes`]. The request comes without its body, so the caller can tell
+    /// which session it was for; the answer is 413 and the connection closes (the body that
+    /// follows is never read).
+    Oversized(Request),
 }
 
 /// Why a request was rejected. All of these are the peer's fault; the caller answers with
@@ -180,8 +185,6 @@ pub enum HttpError {
     TooManyHeaders,
     /// The head is not valid HTTP/1.x; the text says which part (400).
     Malformed(&'static str),
-    /// `Content-Length` exceeds [`Limits::max_body_bytes`] (413).
-    BodyTooLarge,
     /// A POST without `Content-Length` (411).
     LengthRequired,
     /// A `Transfer-Encoding` header, chunked or other (501).
@@ -196,7 +199,6 @@ impl HttpError {
         match self {
             HttpError::HeaderTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::Malformed(_) | HttpError::BadContentLength => 400,
-            HttpError::BodyTooLarge => 413,
             HttpError::LengthRequired => 411,
             HttpError::UnsupportedTransferEncoding => 501,
         }
@@ -209,7 +211,6 @@ impl fmt::Display for HttpError {
             HttpError::HeaderTooLarge => f.write_str("request head too large"),
             HttpError::TooManyHeaders => f.write_str("too many header fields"),
             HttpError::Malformed(what) => write!(f, "malformed request: {what}"),
-            HttpError::BodyTooLarge => f.write_str("request body too large"),
             HttpError::LengthRequired => f.write_str("POST without Content-Length"),
             HttpError::UnsupportedTransferEncoding => {
                 f.write_str("Transfer-Encoding is not supported; send Content-Length")
@@ -288,29 +289,26 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parse, HttpError> {
         None if method == Method::Post => return Err(HttpError::LengthRequired),
         None => 0,
     };
-    if body_len > limits.max_body_bytes as u64 {
-        return Err(HttpError::BodyTooLarge);
-    }
-    // Fits in usize: it is at most max_body_bytes.
-    let body_len = body_len as usize;
-    let Some(total) = head_len.checked_add(body_len) else {
-        return Err(HttpError::BodyTooLarge);
+    let connection_has = |token: &str| headers.iter().any(|(n, v)| n == "connection" && has_token(v, token));
+    let keep_alive = if version >= 1 { !connection_has("close") } else { connection_has("keep-alive") };
+    let mut request = Request {
+        method,
+        path: path.to_owned(),
+        query: query.to_owned(),
+        body: Vec::new(),
+        headers,
+        keep_alive,
+    };
+
+    // `head_len + body_len` cannot overflow below the limit: both are at most a few MB.
+    let total = match usize::try_from(body_len) {
+        Ok(n) if body_len <= limits.max_body_bytes as u64 => head_len + n,
+        _ => return Ok(Parse::Oversized(request)),
     };
     if buf.len() < total {
         return Ok(Parse::Partial);
     }
-
-    let connection_has = |token: &str| headers.iter().any(|(n, v)| n == "connection" && has_token(v, token));
-    let keep_alive = if version >= 1 { !connection_has("close") } else { connection_has("keep-alive") };
-
-    let request = Request {
-        method,
-        path: path.to_owned(),
-        query: query.to_owned(),
-        body: buf[head_len..total].to_vec(),
-        headers,
-        keep_alive,
-    };
+    request.body = buf[head_len..total].to_vec();
     Ok(Parse::Complete(request, total))
 }
 
@@ -527,7 +525,6 @@ Connection: keep-alive, Upgrade\r\n\r\n",
                 HttpError::Malformed("invalid header name"),
                 400,
             ),
-            (b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n".to_vec(), HttpError::BodyTooLarge, 413),
             (
                 b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
                 HttpError::BadContentLength,
@@ -564,10 +561,16 @@ Connection: keep-alive, Upgrade\r\n\r\n",
 
     #[test]
     fn oversized_body_is_refused_before_it_arrives() {
-        let raw = b"POST / HTTP/1.1\r\nContent-Length: 1000001\r\n\r\n";
-        assert_eq!(parse_request(raw, &limits()), Err(HttpError::BodyTooLarge));
+        let raw = b"POST /socket.io/?sid=abc HTTP/1.1\r\nContent-Length: 1000001\r\n\r\n";
+        let Ok(Parse::Oversized(req)) = parse_request(raw, &limits()) else { panic!("not oversized") };
+        // The head comes back so the caller knows the session; the body is never buffered.
+        assert_eq!(req.query_param("sid").as_deref(), Some("abc"));
+        assert!(req.body.is_empty());
         let huge = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n";
-        assert_eq!(parse_request(huge, &limits()), Err(HttpError::BodyTooLarge));
+        assert!(matches!(parse_request(huge, &limits()), Ok(Parse::Oversized(_))));
+        let small = Limits { max_body_bytes: 10, ..Limits::default() };
+        let just_over = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
+        assert!(matches!(parse_request(just_over, &small), Ok(Parse::Oversized(_))));
     }
 
     #[test]
@@ -634,6 +637,8 @@ Connection: keep-alive, Upgrade\r\n\r\n",
                 match (&part, &whole) {
                     (Ok(Parse::Partial), _) => {}
                     (Err(e), Err(w)) => prop_assert_eq!(e, w),
+                    // The head alone decides an oversized body.
+                    (Ok(Parse::Oversized(p)), Ok(Parse::Oversized(w))) => prop_assert_eq!(p, w),
                     _ => prop_assert!(false, "prefix {} gave {:?}, whole gave {:?}", cut, part, whole),
                 }
             }

@@ -20,7 +20,7 @@ use super::{CoreHandle, CoreMsg, LISTENER, WAKER};
 use crate::api::server::ServerDef;
 use crate::broker::{ConnCmd, ConnKey, RequestOutcome, Shard};
 use crate::engineio::session::WsInput;
-use crate::http::request::{HttpError, Limits, Parse, parse_request};
+use crate::http::request::{Limits, Parse, parse_request};
 use crate::http::websocket::{self, Message};
 
 pub(crate) struct Core {
@@ -317,27 +317,23 @@ impl Core {
         let (req, used) = match parse_request(&c.rbuf, &self.http_limits) {
             Ok(Parse::Partial) => return false,
             Ok(Parse::Complete(req, used)) => (req, used),
+            Ok(Parse::Oversized(req)) => {
+                let body = self.shard.handle_oversized_post(req.query_param("sid").as_deref());
+                self.refuse(i, &body);
+                return false;
+            }
             Err(e) => {
-                let body = if e == HttpError::BodyTooLarge {
-                    let sid = sid_in_request_line(&c.rbuf);
-                    self.shard.handle_oversized_post(sid.as_deref())
-                } else {
-                    let mut out = Vec::new();
-                    crate::http::response::write_simple(
-                        e.status(),
-                        "text/plain",
-                        e.to_string().as_bytes(),
-                        &[],
-                        false,
-                        &mut out,
-                    );
-                    out
-                };
-                let c = &mut self.conns[i];
-                c.rbuf.clear();
-                c.queue(&body);
-                c.closing = true;
-                self.mark_dirty(i);
+                let mut body = Vec::new();
+                let reason = e.to_string();
+                crate::http::response::write_simple(
+                    e.status(),
+                    "text/plain",
+                    reason.as_bytes(),
+                    &[],
+                    false,
+                    &mut body,
+                );
+                self.refuse(i, &body);
                 return false;
             }
         };
@@ -378,6 +374,15 @@ impl Core {
         }
         self.mark_dirty(i);
         true
+    }
+
+    /// Answer a request that cannot be served and close: its framing can no longer be trusted.
+    fn refuse(&mut self, i: usize, response: &[u8]) {
+        let c = &mut self.conns[i];
+        c.rbuf.clear();
+        c.queue(response);
+        c.closing = true;
+        self.mark_dirty(i);
     }
 
     fn process_ws(&mut self, i: usize) {
@@ -553,30 +558,5 @@ impl Core {
         if let Some(session) = c.session() {
             self.shard.handle_conn_closed(key, session, error);
         }
-    }
-}
-
-/// The `sid` query parameter of the request line at the start of `buf`, if any (used when the
-/// request is refused before it is fully parsed).
-fn sid_in_request_line(buf: &[u8]) -> Option<String> {
-    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(buf.len()).min(8192);
-    let line = std::str::from_utf8(&buf[..line_end]).ok()?;
-    let target = line.split(' ').nth(1)?;
-    let query = target.split_once('?')?.1;
-    query.split('&').find_map(|kv| kv.strip_prefix("sid=")).map(str::to_owned)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sid_in_request_line;
-
-    #[test]
-    fn sid_is_found_in_request_line() {
-        assert_eq!(
-            sid_in_request_line(b"POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n")
-                .as_deref(),
-            Some("abc")
-        );
-        assert_eq!(sid_in_request_line(b"GET / HTTP/1.1\r\n"), None);
     }
 }
