@@ -24,8 +24,9 @@
 //! (storage, remote calls) goes to another thread, which comes back with
 //! [`ServerHandle::run_on`].
 //!
-//! Arguments arrive as raw JSON (`serde_json::value::RawValue`): an application parses only what
-//! it needs (`Event::arg`), and relaying them costs a copy, not a parse. Binary attachments stay
+//! Arguments arrive as raw JSON text ([`Args`], split into arguments once when the packet is
+//! decoded): an application parses only what it needs (`Event::arg`), and relaying them costs a
+//! copy, not a parse. Binary attachments stay
 //! as `{"_placeholder":true,"num":N}` objects in the JSON with the bytes in
 //! `Event::attachments`; to send binary, put [`Binary`] values in the arguments.
 
@@ -108,50 +109,83 @@ impl Handshake {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckId(pub u64);
 
+/// Arguments as received: the JSON text of each argument, kept without re-parsing. Built
+/// once from the decoded packet; reading an argument slices it, and only `arg` parses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args {
+    /// The arguments joined by commas: the inside of the JSON array (`1,{"a":2}`).
+    text: String,
+    /// Byte range of each argument in `text`.
+    spans: Vec<(u32, u32)>,
+}
+
+impl Args {
+    pub(crate) fn from_values(values: &[&RawValue]) -> Args {
+        let mut text = String::with_capacity(values.iter().map(|v| v.get().len() + 1).sum());
+        let mut spans = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let start = text.len() as u32;
+            text.push_str(v.get());
+            spans.push((start, text.len() as u32));
+        }
+        Args { text, spans }
+    }
+
+    /// All arguments as JSON text without the surrounding brackets; empty when none.
+    pub fn raw(&self) -> &str {
+        &self.text
+    }
+
+    /// Argument `i` as JSON text.
+    pub fn arg_raw(&self, i: usize) -> Option<&str> {
+        self.spans.get(i).map(|&(a, b)| &self.text[a as usize..b as usize])
+    }
+
+    /// Argument `i` parsed into `T`; `None` when absent or of another shape.
+    pub fn arg<T: for<'de> Deserialize<'de>>(&self, i: usize) -> Option<T> {
+        serde_json::from_str(self.arg_raw(i)?).ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
 /// An event received from a client.
 #[derive(Debug)]
 pub struct Event {
     pub name: String,
-    /// The arguments after the event name, as JSON text without the brackets (`1,{"a":2}`).
-    args_raw: String,
+    pub args: Args,
     /// Binary attachments referenced by placeholders in the arguments.
     pub attachments: Vec<Bytes>,
     ack: Option<AckId>,
 }
 
 impl Event {
-    pub(crate) fn new(name: String, args_raw: String, attachments: Vec<Bytes>, ack: Option<u64>) -> Self {
-        Event { name, args_raw, attachments, ack: ack.map(AckId) }
+    pub(crate) fn new(name: String, args: Args, attachments: Vec<Bytes>, ack: Option<u64>) -> Self {
+        Event { name, args, attachments, ack: ack.map(AckId) }
     }
 
     /// The arguments as JSON text without the surrounding brackets; empty when none.
     pub fn args_raw(&self) -> &str {
-        &self.args_raw
+        self.args.raw()
     }
 
-    /// Each argument as raw JSON.
-    pub fn args(&self) -> Vec<&RawValue> {
-        let text = format!("[{}]", self.args_raw);
-        // The arguments came out of a validated JSON array, so re-reading them cannot fail;
-        // the slices must borrow from `self`, so re-split over our own string.
-        match serde_json::from_str::<Vec<&RawValue>>(&text) {
-            Ok(v) => v.into_iter().map(|r| reborrow(&self.args_raw, &text, r)).collect(),
-            Err(_) => Vec::new(),
-        }
+    /// Argument `i` as JSON text.
+    pub fn arg_raw(&self, i: usize) -> Option<&str> {
+        self.args.arg_raw(i)
     }
 
     /// Argument `i` parsed into `T`; `None` when absent or of another shape.
     pub fn arg<T: for<'de> Deserialize<'de>>(&self, i: usize) -> Option<T> {
-        self.args().get(i).and_then(|r| serde_json::from_str(r.get()).ok())
-    }
-
-    /// Number of arguments.
-    pub fn len(&self) -> usize {
-        self.args().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.args_raw.is_empty()
+        self.args.arg(i)
     }
 
     /// The client asked for an acknowledgement.
@@ -160,32 +194,11 @@ impl Event {
     }
 }
 
-/// Map a RawValue that borrows from `wrapped` (= `[` + `inner` + `]`) to the same text in `inner`.
-fn reborrow<'a>(inner: &'a str, wrapped: &str, r: &RawValue) -> &'a RawValue {
-    let start = r.get().as_ptr() as usize - wrapped.as_ptr() as usize - 1;
-    let end = start + r.get().len();
-    // The slice is the same JSON text, so it parses as the same raw value.
-    serde_json::from_str::<&RawValue>(&inner[start..end]).unwrap_or_else(|_| unreachable_raw())
-}
-
-fn unreachable_raw() -> &'static RawValue {
-    // `null` is valid JSON; this is only reached if the invariant above were broken.
-    serde_json::from_str("null").expect("null is JSON")
-}
-
 /// The arguments of an acknowledgement from the client.
 #[derive(Debug)]
 pub struct AckResponse {
-    pub args_raw: String,
+    pub args: Args,
     pub attachments: Vec<Bytes>,
-}
-
-impl AckResponse {
-    pub fn arg<T: for<'de> Deserialize<'de>>(&self, i: usize) -> Option<T> {
-        let text = format!("[{}]", self.args_raw);
-        let v: Vec<&RawValue> = serde_json::from_str(&text).ok()?;
-        v.get(i).and_then(|r| serde_json::from_str(r.get()).ok())
-    }
 }
 
 /// Why a server-to-client ack did not come back.
@@ -343,10 +356,12 @@ mod tests {
 
     #[test]
     fn event_args_parse_individually() {
-        let ev = Event::new("m".into(), r#"1,{"a":[2,3]},"x""#.into(), vec![], Some(4));
-        let args = ev.args();
-        assert_eq!(args.len(), 3);
-        assert_eq!(args[1].get(), r#"{"a":[2,3]}"#);
+        let values: Vec<&RawValue> = serde_json::from_str(r#"[1,{"a":[2,3]},"x"]"#).unwrap();
+        let ev = Event::new("m".into(), Args::from_values(&values), vec![], Some(4));
+        assert_eq!(ev.args.len(), 3);
+        assert_eq!(ev.args_raw(), r#"1,{"a":[2,3]},"x""#);
+        assert_eq!(ev.arg_raw(1), Some(r#"{"a":[2,3]}"#));
+        assert_eq!(ev.arg_raw(3), None);
         assert_eq!(ev.arg::<String>(2).as_deref(), Some("x"));
         assert_eq!(ev.arg::<u32>(0), Some(1));
         assert_eq!(ev.ack(), Some(AckId(4)));

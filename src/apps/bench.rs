@@ -25,9 +25,8 @@ pub fn install(server: &mut ServerBuilder) {
             }
         });
         ns.on("bench-room", |s: &mut Socket<'_>, ev: Event| {
-            let args = ev.args();
-            if let (Some(room), Some(payload)) = (ev.arg::<String>(0), args.get(1)) {
-                s.io().to(&room).emit_raw("bench-room", payload.get(), ev.attachments.clone());
+            if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
+                s.io().to(&room).emit_raw("bench-room", payload, ev.attachments.clone());
             }
         });
     });

@@ -71,9 +71,8 @@ pub fn install(server: &mut ServerBuilder) {
             }
         });
         ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
-            let args = ev.args();
-            if let (Some(room), Some(payload)) = (ev.arg::<String>(0), args.get(1)) {
-                s.to(&room).emit_raw("room-msg", payload.get(), ev.attachments.clone());
+            if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
+                s.to(&room).emit_raw("room-msg", payload, ev.attachments.clone());
             }
         });
         ns.on("broadcast", |s: &mut Socket<'_>, ev: Event| {
@@ -90,7 +89,7 @@ pub fn install(server: &mut ServerBuilder) {
                 Duration::from_secs(5),
                 |s: &mut Socket<'_>, res| {
                     if let Ok(r) = res {
-                        s.emit_raw("server-ack-result", &r.args_raw, r.attachments);
+                        s.emit_raw("server-ack-result", r.args.raw(), r.attachments);
                     }
                 },
             );

@@ -26,7 +26,7 @@ use slab::Slab;
 use super::adapter::ClusterBroadcast;
 use super::rooms::{Change, Room, RoomIndex};
 use crate::api::server::{Endpoint, ServerDef};
-use crate::api::{AckError, AckResponse, DisconnectReason, Event, Handshake, HandshakeBase, Socket};
+use crate::api::{AckError, AckResponse, Args, DisconnectReason, Event, Handshake, HandshakeBase, Socket};
 use crate::engineio::packet::{self, Data};
 use crate::engineio::session::{
     CloseReason, EioError, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit,
@@ -816,7 +816,7 @@ impl Shard {
                     self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
-                let ev = Event::new(name.into_owned(), join_raw(&args), p.attachments.clone(), p.id);
+                let ev = Event::new(name.into_owned(), Args::from_values(&args), p.attachments.clone(), p.id);
                 self.dispatch(key, ev);
             }
             (PacketKind::Ack | PacketKind::BinaryAck, Some(sock)) => {
@@ -825,9 +825,9 @@ impl Shard {
                     self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
-                let args_raw = join_raw(&args);
+                let args = Args::from_values(&args);
                 if let Some(cb) = self.sockets[sock as usize].acks.remove(&id) {
-                    cb(&mut Socket::new(self, key), Ok(AckResponse { args_raw, attachments: p.attachments }));
+                    cb(&mut Socket::new(self, key), Ok(AckResponse { args, attachments: p.attachments }));
                 }
             }
             // A packet for a namespace the client has not joined, or a CONNECT_ERROR from a
@@ -1278,18 +1278,6 @@ fn encode_event_packets(
     v.push(Outgoing::text(&text));
     v.extend(attachments.iter().map(|a| Outgoing::binary(a)));
     v
-}
-
-/// Join raw JSON values with commas (the inside of an array).
-fn join_raw(args: &[&RawValue]) -> String {
-    let mut s = String::with_capacity(args.iter().map(|a| a.get().len() + 1).sum());
-    for (i, a) in args.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str(a.get());
-    }
-    s
 }
 
 fn simple(

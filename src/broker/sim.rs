@@ -1152,15 +1152,13 @@ mod tests {
                 }
             });
             ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
-                let args = ev.args();
-                if let (Some(room), Some(payload)) = (ev.arg::<String>(0), args.get(1)) {
-                    s.to(&room).emit_raw("room-msg", payload.get(), ev.attachments.clone());
+                if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
+                    s.to(&room).emit_raw("room-msg", payload, ev.attachments.clone());
                 }
             });
             ns.on("shout", |s: &mut Socket<'_>, ev: Event| {
-                let args = ev.args();
-                if let (Some(room), Some(payload)) = (ev.arg::<String>(0), args.get(1)) {
-                    s.broadcast().except(&room).emit_raw("shout-msg", payload.get(), Vec::new());
+                if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
+                    s.broadcast().except(&room).emit_raw("shout-msg", payload, Vec::new());
                 }
             });
             let l3 = l.clone();
@@ -1172,7 +1170,7 @@ mod tests {
                     &(),
                     Duration::from_millis(ms),
                     move |s: &mut Socket<'_>, res| match res {
-                        Ok(r) => l.push(format!("ack ok {}", r.args_raw)),
+                        Ok(r) => l.push(format!("ack ok {}", r.args.raw())),
                         Err(AckError::Timeout) => l.push("ack timeout"),
                         Err(AckError::Disconnected) => {
                             l.push(format!("ack disconnected connected={}", s.connected()))
