@@ -33,9 +33,7 @@ fn chat_js_suite() {
     );
     let bin = env!("CARGO_BIN_EXE_sockeye");
     let mut node = Command::new("node");
-    node.args(["--test", "--test-reporter=spec", "chat/"])
-        .current_dir(&dir)
-        .env("SOCKEYE_BIN", bin);
+    node.args(["--test", "--test-reporter=spec", "chat/"]).current_dir(&dir).env("SOCKEYE_BIN", bin);
     let output = match node.output() {
         Ok(output) => output,
         Err(err) => panic!("could not start {node:?} in {}: {err}", dir.display()),
