@@ -47,26 +47,37 @@ test("POST /api/rooms: 201 and `room created` to every socket; the same name in 
 });
 
 test("bad requests: 400, 404, 405, 413 and 415 with JSON error bodies", async () => {
-  const post = (body, headers) => request(api("/rooms"), { method: "POST", body, headers });
-  assertHttpError(assert, await post('{"name": ', { "content-type": "application/json" }), 400, "invalid_payload");
-  assertHttpError(assert, await post(JSON.stringify({ name: "" }), { "content-type": "application/json" }), 400, "invalid_room_name");
-  assertHttpError(assert, await post(JSON.stringify({ nom: "x" }), { "content-type": "application/json" }), 400);
-  assertHttpError(assert, await post("name=x", { "content-type": "application/x-www-form-urlencoded" }), 415);
-  assertHttpError(assert, await post(JSON.stringify({ name: uniq("plain") }), { "content-type": "text/plain" }), 415);
+  const post = (body, headers) => () => request(api("/rooms"), { method: "POST", body, headers });
+  const json = { "content-type": "application/json" };
   // --max-payload defaults to 1,000,000 bytes.
   const huge = JSON.stringify({ name: "x".repeat(1_100_000) });
-  assertHttpError(assert, await post(huge, { "content-type": "application/json" }), 413);
-
-  assertHttpError(assert, await request(api("/no-such-route")), 404);
-  assertHttpError(assert, await request(`${fx.url}/no-such-page`), 404);
-  assertHttpError(assert, await request(api(`/rooms/${"f".repeat(24)}/messages`)), 404, "unknown_room");
-  assertHttpError(assert, await request(api("/rooms"), { method: "DELETE" }), 405);
-  assertHttpError(assert, await request(api("/messages/send/bob"), { headers: { "X-User": "alice" } }), 405);
-  assertHttpError(
-    assert,
-    await request(api("/rooms/general/messages"), { method: "POST", json: { text: "x" } }),
-    405,
-  );
+  const cases = [
+    // Section 4's table: `invalid_payload` is "wrong type, missing field, non-JSON".
+    ["POST /api/rooms, broken JSON", post('{"name": ', json), 400, "invalid_payload"],
+    ["POST /api/rooms, empty name", post(JSON.stringify({ name: "" }), json), 400, "invalid_room_name"],
+    ["POST /api/rooms, no name", post(JSON.stringify({ nom: "x" }), json), 400],
+    ["POST /api/rooms, a form", post("name=x", { "content-type": "application/x-www-form-urlencoded" }), 415],
+    ["POST /api/rooms, text/plain", post(JSON.stringify({ name: uniq("plain") }), { "content-type": "text/plain" }), 415],
+    ["POST /api/rooms, 1.1 MB", post(huge, json), 413],
+    ["GET /api/no-such-route", () => request(api("/no-such-route")), 404],
+    ["GET /no-such-page", () => request(`${fx.url}/no-such-page`), 404],
+    ["GET messages of an unknown room", () => request(api(`/rooms/${"f".repeat(24)}/messages`)), 404, "unknown_room"],
+    ["DELETE /api/rooms", () => request(api("/rooms"), { method: "DELETE" }), 405],
+    ["GET /api/messages/send/bob", () => request(api("/messages/send/bob"), { headers: { "X-User": "alice" } }), 405],
+    ["POST /api/rooms/general/messages", () => request(api("/rooms/general/messages"), { method: "POST", json: { text: "x" } }), 405],
+  ];
+  // Every case runs; the mismatches are reported together.
+  const wrong = [];
+  for (const [what, send, status, code] of cases) {
+    const res = await send();
+    try {
+      assertHttpError(assert, res, status, code);
+      assertJson(res);
+    } catch (err) {
+      wrong.push(`${what}: ${res.status} ${res.text.slice(0, 120)} (expected ${status} ${code ?? ""}; ${err.message.split("\n")[0]})`);
+    }
+  }
+  assert.deepEqual(wrong, [], "requests not refused as expected");
 
   // Nothing above created a room.
   const names = (await request(api("/rooms"))).body.map((r) => r.name);
