@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::http::HttpApp;
 use super::{ConnectError, DisconnectReason, Event, Handshake, Socket, encode_args};
 use crate::broker::adapter::{Adapter, ClusterBroadcast};
 use crate::broker::rooms::Room;
@@ -46,6 +47,8 @@ pub(crate) struct ServerDef {
     pub(crate) endpoints: Vec<(String, Endpoint)>,
     /// Where broadcasts that start on this node are published for other nodes.
     pub(crate) adapter: Option<Arc<dyn Adapter>>,
+    /// Serves every path that is no Engine.IO endpoint.
+    pub(crate) http_app: Option<Arc<dyn HttpApp>>,
 }
 
 impl ServerDef {
@@ -120,11 +123,12 @@ pub struct ServerBuilder {
     namespaces: Vec<NamespaceDef>,
     engines: Vec<(String, Arc<dyn EngineApp>)>,
     adapter: Option<Arc<dyn Adapter>>,
+    http_app: Option<Arc<dyn HttpApp>>,
 }
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
-        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new(), adapter: None }
+        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new(), adapter: None, http_app: None }
     }
 
     pub fn config(&self) -> &Config {
@@ -157,6 +161,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Serve every other path (not an Engine.IO endpoint) with `app`; without one they get 404.
+    pub fn http(&mut self, app: Arc<dyn HttpApp>) -> &mut Self {
+        self.http_app = Some(app);
+        self
+    }
+
     /// Serve a plain Engine.IO endpoint (no Socket.IO) at `path`.
     pub fn engine_endpoint(&mut self, path: &str, app: Arc<dyn EngineApp>) -> &mut Self {
         self.engines.push((trim_path(path), app));
@@ -173,6 +183,7 @@ impl ServerBuilder {
             ns_index,
             endpoints,
             adapter: self.adapter,
+            http_app: self.http_app,
         }
     }
 
