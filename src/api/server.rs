@@ -49,7 +49,11 @@ pub(crate) struct ServerDef {
     pub(crate) adapter: Option<Arc<dyn Adapter>>,
     /// Serves every path that is no Engine.IO endpoint.
     pub(crate) http_app: Option<Arc<dyn HttpApp>>,
+    /// Run once with the server's handle, before any connection is served.
+    pub(crate) on_start: std::sync::Mutex<Vec<StartHook>>,
 }
+
+type StartHook = Box<dyn FnOnce(&ServerHandle) + Send>;
 
 impl ServerDef {
     /// The endpoint serving `path`; `/socket.io` and `/socket.io/` are the same.
@@ -124,11 +128,19 @@ pub struct ServerBuilder {
     engines: Vec<(String, Arc<dyn EngineApp>)>,
     adapter: Option<Arc<dyn Adapter>>,
     http_app: Option<Arc<dyn HttpApp>>,
+    on_start: Vec<StartHook>,
 }
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
-        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new(), adapter: None, http_app: None }
+        ServerBuilder {
+            config,
+            namespaces: Vec::new(),
+            engines: Vec::new(),
+            adapter: None,
+            http_app: None,
+            on_start: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -167,6 +179,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Run `f` with the server's handle once it has started, before any connection is served
+    /// (for application threads that emit through it).
+    pub fn on_start(&mut self, f: impl FnOnce(&ServerHandle) + Send + 'static) -> &mut Self {
+        self.on_start.push(Box::new(f));
+        self
+    }
+
     /// Serve a plain Engine.IO endpoint (no Socket.IO) at `path`.
     pub fn engine_endpoint(&mut self, path: &str, app: Arc<dyn EngineApp>) -> &mut Self {
         self.engines.push((trim_path(path), app));
@@ -184,6 +203,7 @@ impl ServerBuilder {
             endpoints,
             adapter: self.adapter,
             http_app: self.http_app,
+            on_start: std::sync::Mutex::new(self.on_start),
         }
     }
 
