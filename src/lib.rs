@@ -14,6 +14,7 @@ pub mod api;
 pub mod apps;
 pub mod auth;
 pub mod broker;
+pub mod chat;
 pub mod config;
 pub mod engineio;
 pub mod http;
