@@ -172,3 +172,35 @@ test("HTTP /api routes need a Bearer token: 401 without or with a bad one, 200 w
   assert.equal(conv.status, 200, conv.text);
   assert.deepEqual(conv.body.map((x) => x._id), [sent.body._id]);
 });
+
+test("a DM room's history over HTTP is for its two participants only: 403 for anyone else", async () => {
+  const tag = crypto.randomBytes(3).toString("hex");
+  // Names with `_` too: in `dm:u_x_v` the separator is ambiguous, and "u" must not pass for a
+  // participant of the DM between "u_x" and "v".
+  for (const [p1, p2, outsiders] of [
+    [`Dummy-1-${tag}`, `Dummy-2-${tag}`, [`Dummy-3-${tag}`, `Dummy-1`]],
+    [`u_${tag}`, `v${tag}`, [`u`, `${tag}_v${tag}`]],
+  ]) {
+    const a = await withToken(tokenFor(p1), { query: { to: p2 } });
+    const b = await withToken(tokenFor(p2), { query: { to: p1 } });
+    const text = `private ${uniq("m")}`;
+    assert.equal(await a.ack("chat message", text), text);
+    const live = await b.waitFor("chat message", (m) => typeof m === "object" && m.text === text);
+    const roomId = [p1, p2].sort().join("_");
+    assert.equal(live.roomId, `dm:${roomId}`);
+    const read = (who) =>
+      request(`${fx.url}/api/rooms/dm:${roomId}/messages`, { headers: { Authorization: `Bearer ${tokenFor(who)}` } });
+    // Who gets what, all checked before asserting.
+    const expected = {};
+    const got = {};
+    for (const who of [p1, p2, ...outsiders]) {
+      const res = await read(who);
+      expected[who] = [p1, p2].includes(who) ? 200 : 403;
+      got[who] = res.status;
+      if (res.status === 200) assert.deepEqual(res.body, [live], `${who} reads the DM`);
+      else assertHttpError(assert, res, res.status);
+    }
+    assert.deepEqual(got, expected, `statuses for dm:${roomId}`);
+    assertHttpError(assert, await request(`${fx.url}/api/rooms/dm:${roomId}/messages`), 401);
+  }
+});
