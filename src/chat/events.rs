@@ -729,6 +729,11 @@ fn typing(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
     let (rate, burst) = (shared.config.typing_rate, shared.config.typing_burst);
     let allowed = s.data_mut::<ChatSocket>().is_some_and(|d| d.typing.take(rate, burst, now));
     if !allowed {
+        // Typing indicators are best effort: excess ones are dropped without an error event,
+        // but an ack that was asked for is still answered.
+        if let Some(id) = ack {
+            s.ack(id, &json!({"success": false, "error": "too many typing events", "code": "rate_limited"}));
+        }
         return;
     }
     let payload = arg0(&ev);
