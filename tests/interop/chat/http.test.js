@@ -168,11 +168,12 @@ test("a DM room's history is GET /api/rooms/dm:<a>_<b>/messages", async () => {
     assert.equal(res.status, 200, res.text);
     assert.deepEqual(res.body, [live], `${who} reads the DM history`);
   }
-  // Development mode: "Only the private-message routes need a caller" (section 10), and a
-  // self-declared caller proves nothing, so the participant check is token mode's
-  // (auth.test.js).
-  const anyone = await request(api(`/rooms/dm:${d1}_${d2}/messages`));
-  assert.equal(anyone.status, 200, anyone.text);
+  // Section 9: only the two participants may read a DM history, in both modes, so a caller
+  // must be named (401 without one, 403 for anyone else).
+  const nobody = await request(api(`/rooms/dm:${d1}_${d2}/messages`));
+  assert.equal(nobody.status, 401, nobody.text);
+  const other = await request(api(`/rooms/dm:${d1}_${d2}/messages`), { headers: { "X-User": `x-${tag}` } });
+  assert.equal(other.status, 403, other.text);
 });
 
 test("GET / serves the chat page", async () => {
