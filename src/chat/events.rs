@@ -581,6 +581,10 @@ fn plain_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: V
 
 fn join_room(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
     let ack = ev.ack();
+    // Each join reads history from the database: it draws from the message bucket too.
+    if !rate_ok(s, shared) {
+        return fail(s, ack, &rate_reject(shared));
+    }
     let payload = arg0(&ev);
     let room = match room_of(s, shared, &payload) {
         Ok(r) => r,

@@ -147,8 +147,10 @@ describe("rate limit (--rate-limit 5 --rate-burst 5 --abuse-disconnect 8)", () =
     const a = await member("burst");
     const acks = await burst(a, 10, "burst");
     const ok = acks.filter((x) => x.success === true).length;
-    // The burst, plus at most a token or two refilled (one per 200 ms) if the machine is slow.
-    assert.ok(ok >= 5 && ok <= 7, `5 (the burst) to 7 accepted, got ${ok}: ${h.short(acks)}`);
+    // The burst less the token `join room` took (it reads history, so it draws from the same
+    // bucket, section 4), plus at most a token or two refilled (one per 200 ms) if the machine
+    // is slow.
+    assert.ok(ok >= 4 && ok <= 6, `4 (the burst after the join) to 6 accepted, got ${ok}: ${h.short(acks)}`);
     for (const x of acks.filter((y) => y.success !== true)) assertAckError(assert, x, "rate_limited");
     assert.ok(a.connected, "a few rejections do not disconnect");
 
