@@ -53,7 +53,8 @@ CHAT OPTIONS (docs/PROTOCOL.md):
   --history-limit N           messages sent on join and connect [default: 50]
   --max-history-page N        largest page of GET .../messages [default: 200]
   --presence-interval-ms MS   at most one presence list per interval [default: 100]
-  --no-presence-event NAME    do not send this list event: getOnlineUsers or online (repeatable)
+  --no-presence-event NAME    do not send this presence event (repeatable): getOnlineUsers, online,
+                              userConnected, userDisconnected
   -h, --help                  print this help
 
 ENVIRONMENT:
@@ -143,7 +144,13 @@ fn parse_args(args: Vec<String>) -> Result<Options, String> {
             "--no-presence-event" => match value.as_str() {
                 "getOnlineUsers" => chat.emit_get_online_users = false,
                 "online" => chat.emit_online = false,
-                other => return Err(format!("{key}: `{other}` is not getOnlineUsers or online")),
+                "userConnected" => chat.emit_user_connected = false,
+                "userDisconnected" => chat.emit_user_disconnected = false,
+                other => {
+                    return Err(format!(
+                        "{key}: `{other}` is not getOnlineUsers, online, userConnected or userDisconnected"
+                    ));
+                }
             },
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }

@@ -233,10 +233,12 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
     });
     let sid: Arc<str> = Arc::from(s.id());
     s.emit("welcome", &json!({ "sessionId": &*sid }));
-    s.broadcast().emit(
-        "userConnected",
-        &json!({ "id": &*sid, "username": user.as_deref(), "publicKey": id.public_key }),
-    );
+    if cfg.emit_user_connected {
+        s.broadcast().emit(
+            "userConnected",
+            &json!({ "id": &*sid, "username": user.as_deref(), "publicKey": id.public_key }),
+        );
+    }
     let _ = shared.presence.send(PresenceMsg::Up {
         sid: sid.clone(),
         core: s.core(),
@@ -279,7 +281,9 @@ fn on_disconnect(s: &mut Socket<'_>, shared: &Shared, _reason: DisconnectReason)
             s.to(&room).emit("user left room", &json!({"roomId": room_id, "user": user}));
         }
     }
-    s.broadcast().emit("userDisconnected", &json!({ "id": &*sid }));
+    if shared.config.emit_user_disconnected {
+        s.broadcast().emit("userDisconnected", &json!({ "id": &*sid }));
+    }
     let _ = shared.presence.send(PresenceMsg::Down { sid });
 }
 

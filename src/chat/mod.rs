@@ -52,6 +52,9 @@ pub struct ChatConfig {
     pub presence_interval: Duration,
     pub emit_get_online_users: bool,
     pub emit_online: bool,
+    /// Seed 000's per-socket announcements (one delivery to everyone per connect/disconnect).
+    pub emit_user_connected: bool,
+    pub emit_user_disconnected: bool,
 }
 
 impl Default for ChatConfig {
@@ -74,6 +77,8 @@ impl Default for ChatConfig {
             presence_interval: Duration::from_millis(100),
             emit_get_online_users: true,
             emit_online: true,
+            emit_user_connected: true,
+            emit_user_disconnected: true,
         }
     }
 }
