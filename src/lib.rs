@@ -6,6 +6,8 @@
 //! - [`broker`]: per-core room index and broadcast planning, also sans-IO.
 //! - [`api`]: the application-facing API (namespaces, handlers, sockets, emit, rooms).
 //! - [`runtime`]: the only module that touches `mio`, sockets, threads and the clock.
+//! - [`store`]: chat history and room catalogue in embedded SQLite, on its own thread (the one
+//!   thread and clock outside [`runtime`]); event loops only enqueue commands to it.
 
 pub mod api;
 pub mod apps;
@@ -15,3 +17,4 @@ pub mod engineio;
 pub mod http;
 pub mod runtime;
 pub mod socketio;
+pub mod store;

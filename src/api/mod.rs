@@ -30,6 +30,7 @@
 //! as `{"_placeholder":true,"num":N}` objects in the JSON with the bytes in
 //! `Event::attachments`; to send binary, put [`Binary`] values in the arguments.
 
+pub mod http;
 pub(crate) mod server;
 mod socket;
 

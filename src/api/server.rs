@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::http::HttpApp;
 use super::{ConnectError, DisconnectReason, Event, Handshake, Socket, encode_args};
 use crate::broker::adapter::{Adapter, ClusterBroadcast};
 use crate::broker::rooms::Room;
@@ -46,7 +47,13 @@ pub(crate) struct ServerDef {
     pub(crate) endpoints: Vec<(String, Endpoint)>,
     /// Where broadcasts that start on this node are published for other nodes.
     pub(crate) adapter: Option<Arc<dyn Adapter>>,
+    /// Serves every path that is no Engine.IO endpoint.
+    pub(crate) http_app: Option<Arc<dyn HttpApp>>,
+    /// Run once with the server's handle, before any connection is served.
+    pub(crate) on_start: std::sync::Mutex<Vec<StartHook>>,
 }
+
+type StartHook = Box<dyn FnOnce(&ServerHandle) + Send>;
 
 impl ServerDef {
     /// The endpoint serving `path`; `/socket.io` and `/socket.io/` are the same.
@@ -120,11 +127,20 @@ pub struct ServerBuilder {
     namespaces: Vec<NamespaceDef>,
     engines: Vec<(String, Arc<dyn EngineApp>)>,
     adapter: Option<Arc<dyn Adapter>>,
+    http_app: Option<Arc<dyn HttpApp>>,
+    on_start: Vec<StartHook>,
 }
 
 impl ServerBuilder {
     pub fn new(config: Config) -> Self {
-        ServerBuilder { config, namespaces: Vec::new(), engines: Vec::new(), adapter: None }
+        ServerBuilder {
+            config,
+            namespaces: Vec::new(),
+            engines: Vec::new(),
+            adapter: None,
+            http_app: None,
+            on_start: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -157,6 +173,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Serve every other path (not an Engine.IO endpoint) with `app`; without one they get 404.
+    pub fn http(&mut self, app: Arc<dyn HttpApp>) -> &mut Self {
+        self.http_app = Some(app);
+        self
+    }
+
+    /// Run `f` with the server's handle once it has started, before any connection is served
+    /// (for application threads that emit through it).
+    pub fn on_start(&mut self, f: impl FnOnce(&ServerHandle) + Send + 'static) -> &mut Self {
+        self.on_start.push(Box::new(f));
+        self
+    }
+
     /// Serve a plain Engine.IO endpoint (no Socket.IO) at `path`.
     pub fn engine_endpoint(&mut self, path: &str, app: Arc<dyn EngineApp>) -> &mut Self {
         self.engines.push((trim_path(path), app));
@@ -173,6 +202,8 @@ impl ServerBuilder {
             ns_index,
             endpoints,
             adapter: self.adapter,
+            http_app: self.http_app,
+            on_start: std::sync::Mutex::new(self.on_start),
         }
     }
 

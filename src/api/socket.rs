@@ -164,6 +164,21 @@ impl<'a> Socket<'a> {
         }
     }
 
+    /// This core's value of application state `T` (see [`Shard::local`]).
+    pub fn local<T: Default + 'static>(&mut self) -> &mut T {
+        self.shard.local::<T>()
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch, as of the current loop turn.
+    pub fn now_ms(&self) -> u64 {
+        self.shard.wall_ms()
+    }
+
+    /// The core this socket lives on (for answering it later with `ServerHandle::run_on`).
+    pub fn core(&self) -> usize {
+        self.shard.core() as usize
+    }
+
     fn ns_idx(&self) -> u16 {
         self.shard.socket_ref(self.key).map(|s| s.ns).unwrap_or(0)
     }

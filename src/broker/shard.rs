@@ -90,6 +90,9 @@ pub enum RequestOutcome {
     WebSocket { response: Vec<u8>, session: SessionKey },
     /// The session is owned by another core: move the connection there, request unconsumed.
     Handoff(CoreId),
+    /// An application handler answers later (`api::http::Responder`): park the connection
+    /// with no session; the answer comes as `ConnCmd::Bytes` then `ConnCmd::Unpark`.
+    Defer,
 }
 
 /// A message between cores.
@@ -209,6 +212,8 @@ pub struct Shard {
     /// Wall-clock milliseconds at `now`, for handshake timestamps.
     wall_ms: u64,
     shutting_down: bool,
+    /// Per-core application state, one value per type (`Shard::local`).
+    locals: HashMap<std::any::TypeId, Box<dyn std::any::Any>>,
 }
 
 impl Shard {
@@ -233,7 +238,33 @@ impl Shard {
             outbox: Vec::new(),
             wall_ms: 0,
             shutting_down: false,
+            locals: HashMap::new(),
         }
+    }
+
+    /// This core's value of application state `T`, created with `T::default()` on first use.
+    /// Each core has its own: state shared by all cores travels in messages instead.
+    pub fn local<T: Default + 'static>(&mut self) -> &mut T {
+        self.locals
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut()
+            .expect("locals are keyed by their TypeId")
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch, as of the current loop turn.
+    pub fn wall_ms(&self) -> u64 {
+        self.wall_ms
+    }
+
+    /// The connected socket with this id on this core, for code that runs later (a storage
+    /// completion via `ServerHandle::run_on`). `None` once it is gone or leaving.
+    pub fn socket(&mut self, id: &str) -> Option<crate::api::Socket<'_>> {
+        let idx = *self.socket_ids.get(id)?;
+        let generation = self.sockets.get(idx as usize)?.generation;
+        let key = SocketKey { idx, generation };
+        self.live_socket(key)?;
+        Some(crate::api::Socket::new(self, key))
     }
 
     pub fn core(&self) -> CoreId {
@@ -276,7 +307,7 @@ impl Shard {
         let origin = req.header("origin").map(str::to_owned);
         let cors = &self.def.config.cors;
         let Some(endpoint) = self.def.endpoint_for(&req.path) else {
-            return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
+            return self.app_request(conn, req, origin.as_deref());
         };
         if req.method == Method::Options {
             let mut out = Vec::new();
@@ -317,6 +348,47 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// A request for a path that is no Engine.IO endpoint: the application's HTTP handler, or
+    /// 404 when there is none.
+    fn app_request(&mut self, conn: ConnKey, req: &Request, origin: Option<&str>) -> RequestOutcome {
+        let Some(app) = self.def.http_app.clone() else {
+            return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
+        };
+        let cors = &self.def.config.cors;
+        if req.method == Method::Options {
+            let mut out = Vec::new();
+            cors.preflight(req).write_to(req.keep_alive, &mut out);
+            return RequestOutcome::Respond(out);
+        }
+        let headers = cors.headers(origin);
+        if !cors.origin_allowed(origin) {
+            return RequestOutcome::Respond(simple(
+                403,
+                "application/json",
+                br#"{"error":{"code":"origin_not_allowed","message":"Origin not allowed"}}"#,
+                &headers,
+                req.keep_alive,
+            ));
+        }
+        let responder =
+            crate::api::http::Responder { core: self.core, conn, keep_alive: req.keep_alive, cors: headers };
+        let keep_alive = req.keep_alive;
+        let cors_copy = responder.cors.clone();
+        match app.handle(req, responder, self) {
+            crate::api::http::HttpReply::Now(response) => {
+                RequestOutcome::Respond(crate::api::http::finish(response, &cors_copy, keep_alive))
+            }
+            crate::api::http::HttpReply::Later => RequestOutcome::Defer,
+        }
+    }
+
+    /// Answer a deferred application request (see `api::http::Responder`).
+    pub(crate) fn http_respond(&mut self, r: crate::api::http::Responder, response: crate::http::response::Response) {
+        let bytes = crate::api::http::finish(response, &r.cors, r.keep_alive);
+        self.cmds.push(ConnCmd::Bytes(r.conn, bytes));
+        self.cmds.push(ConnCmd::Unpark(r.conn));
     }
 
     fn eio_error(&self, e: EioError, req: &Request, origin: Option<&str>) -> RequestOutcome {

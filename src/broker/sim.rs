@@ -126,7 +126,7 @@ pub(crate) enum Sent {
 /// The server side of a connection, as `runtime::conn::ConnState`.
 enum ServerSide {
     Http,
-    Parked { session: SessionKey, keep_alive: bool },
+    Parked { session: Option<SessionKey>, keep_alive: bool },
     Ws { session: SessionKey, decoder: Box<websocket::Decoder> },
 }
 
@@ -134,7 +134,8 @@ impl ServerSide {
     fn session(&self) -> Option<SessionKey> {
         match self {
             ServerSide::Http => None,
-            ServerSide::Parked { session, .. } | ServerSide::Ws { session, .. } => Some(*session),
+            ServerSide::Parked { session, .. } => *session,
+            ServerSide::Ws { session, .. } => Some(*session),
         }
     }
 }
@@ -591,9 +592,14 @@ impl Sim {
                 c.rbuf.drain(..used);
                 let sid = req.query_param("sid").map(|s| s.into_owned()).unwrap_or_default();
                 match self.shards[core].session_of_sid(&sid) {
-                    Some(session) => c.state = ServerSide::Parked { session, keep_alive: req.keep_alive },
+                    Some(session) => c.state = ServerSide::Parked { session: Some(session), keep_alive: req.keep_alive },
                     None => c.closing = true,
                 }
+                return false;
+            }
+            RequestOutcome::Defer => {
+                c.rbuf.drain(..used);
+                c.state = ServerSide::Parked { session: None, keep_alive: req.keep_alive };
                 return false;
             }
             RequestOutcome::WebSocket { response, session } => {

@@ -13,7 +13,7 @@ pub(crate) enum ConnState {
     /// Reading HTTP requests (polling requests, handshakes, other routes).
     Http,
     /// A GET poll waits for its answer; requests pipelined behind it wait too.
-    Parked { session: SessionKey, keep_alive: bool },
+    Parked { session: Option<SessionKey>, keep_alive: bool },
     /// A WebSocket of an Engine.IO session (its transport, or a probe).
     Ws { session: SessionKey, decoder: Box<websocket::Decoder> },
 }
@@ -142,7 +142,8 @@ impl Conn {
     pub(crate) fn session(&self) -> Option<SessionKey> {
         match &self.state {
             ConnState::Http => None,
-            ConnState::Parked { session, .. } | ConnState::Ws { session, .. } => Some(*session),
+            ConnState::Parked { session, .. } => *session,
+            ConnState::Ws { session, .. } => Some(*session),
         }
     }
 }

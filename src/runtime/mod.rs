@@ -124,6 +124,13 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
         flags.push(sleeping);
     }
     let peers = Arc::new(handles);
+    // The application learns its handle before any connection is served, so nothing a core
+    // does can find it missing.
+    let handle = ServerHandle { cores: peers.clone(), adapter: def.adapter.clone() };
+    let hooks = std::mem::take(&mut *def.on_start.lock().unwrap_or_else(|p| p.into_inner()));
+    for hook in hooks {
+        hook(&handle);
+    }
     let mut threads = Vec::new();
     for (i, ((poll, rx), (listener, sleeping))) in
         polls.into_iter().zip(inboxes).zip(listeners.into_iter().zip(flags)).enumerate()
@@ -139,6 +146,5 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
         })?;
         threads.push(t);
     }
-    let adapter = def.adapter.clone();
-    Ok(RunningServer { local_addr, handle: ServerHandle { cores: peers, adapter }, threads })
+    Ok(RunningServer { local_addr, handle, threads })
 }
