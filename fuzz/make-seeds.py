@@ -6,6 +6,9 @@ examples, RFC 6455 frames, requests as socket.io-client sends them), laid out in
 input format. Run it from fuzz/ after changing a target's input format; the grown corpus (files
 not named seed-*) is not committed.
 """
+import base64
+import hashlib
+import hmac
 import os
 import struct
 
@@ -169,3 +172,58 @@ for name, data in {
     + bytes([GETOP]),
 }.items():
     write("eio_session", name, data)
+
+
+# jwt_verify: a mode byte; even: the token; odd: a length-prefixed header and the payload,
+# which the harness encodes and signs with HS256 under SECRET.
+SECRET = b"your-256-bit-secret"
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def hs256(header, payload, secret=SECRET):
+    message = b64url(header) + b"." + b64url(payload)
+    return message + b"." + b64url(hmac.new(secret, message, hashlib.sha256).digest())
+
+
+JWT_HEADER = b'{"alg":"HS256","typ":"JWT"}'
+
+
+def token(t):
+    return bytes([0]) + t
+
+
+def signed(header, payload):
+    return bytes([1]) + sb(header) + payload
+
+
+for name, data in {
+    # The jwt.io example: valid under SECRET, user "John Doe", no exp.
+    "jwt-io": token(b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6Ikpva"
+                    b"G4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"),
+    "minted": token(hs256(JWT_HEADER, b'{"sub":"alice","username":"alice","iat":1700000000,'
+                                      b'"exp":1700003600}')),
+    "exp-nbf": token(hs256(JWT_HEADER, b'{"name":"bob","exp":1700000000,"nbf":1516239022}')),
+    "hs512-header": token(hs256(b'{"alg":"HS512"}', b'{"sub":"s"}')),
+    "wrong-secret": token(hs256(JWT_HEADER, b'{"sub":"s"}', b"s3cr3t")),
+    "alg-none": token(b64url(b'{"alg":"none"}') + b"." + b64url(b'{"sub":"admin"}') + b"."),
+    "rs256-header": token(b64url(b'{"alg":"RS256","typ":"JWT"}') + b"." + b64url(b'{"sub":"s"}')
+                          + b"." + b64url(bytes(range(256)))),
+    "es256-header": token(b64url(b'{"alg":"ES256"}') + b"." + b64url(b'{"sub":"s"}') + b"."
+                          + b64url(bytes(64))),
+    "two-parts": token(b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzIn0"),
+    "bearer": token(b"Bearer abc.def.ghi"),
+    "signed-claims": signed(JWT_HEADER, b'{"username":"u","name":"n","sub":"s","iat":1,'
+                                        b'"exp":1700000000,"nbf":1600000000}'),
+    "signed-skipped-ids": signed(JWT_HEADER, b'{"username":"","name":7,"sub":"x"}'),
+    "signed-no-identity": signed(JWT_HEADER, b'{"iat":1700000000}'),
+    "signed-string-exp": signed(JWT_HEADER, b'{"sub":"s","exp":"soon"}'),
+    "signed-fractional": signed(JWT_HEADER, b'{"sub":"s","exp":1700000000.5,"nbf":-3}'),
+    "signed-huge-exp": signed(JWT_HEADER, b'{"sub":"s","exp":1e300,"nbf":1e300}'),
+    "signed-crit": signed(b'{"alg":"HS256","crit":["b64"],"b64":false}', b'{"sub":"s"}'),
+    "signed-hs384": signed(b'{"alg":"HS384"}', b'{"sub":"s"}'),
+    "signed-not-object": signed(JWT_HEADER, b'["sub","s"]'),
+}.items():
+    write("jwt_verify", name, data)

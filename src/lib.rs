@@ -4,6 +4,7 @@
 //! - [`engineio`], [`socketio`], [`http`]: sans-IO codecs and state machines. They take bytes and
 //!   time as input and return bytes and events; no sockets, no clock, no threads.
 //! - [`broker`]: per-core room index and broadcast planning, also sans-IO.
+//! - [`auth`]: JWT verification for connection authentication, sans-IO (the caller passes the time).
 //! - [`api`]: the application-facing API (namespaces, handlers, sockets, emit, rooms).
 //! - [`runtime`]: the only module that touches `mio`, sockets, threads and the clock.
 //! - [`store`]: chat history and room catalogue in embedded SQLite, on its own thread (the one
@@ -11,7 +12,9 @@
 
 pub mod api;
 pub mod apps;
+pub mod auth;
 pub mod broker;
+pub mod chat;
 pub mod config;
 pub mod engineio;
 pub mod http;

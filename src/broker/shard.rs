@@ -385,7 +385,11 @@ impl Shard {
     }
 
     /// Answer a deferred application request (see `api::http::Responder`).
-    pub(crate) fn http_respond(&mut self, r: crate::api::http::Responder, response: crate::http::response::Response) {
+    pub(crate) fn http_respond(
+        &mut self,
+        r: crate::api::http::Responder,
+        response: crate::http::response::Response,
+    ) {
         let bytes = crate::api::http::finish(response, &r.cors, r.keep_alive);
         self.cmds.push(ConnCmd::Bytes(r.conn, bytes));
         self.cmds.push(ConnCmd::Unpark(r.conn));

@@ -360,7 +360,9 @@ impl Core {
                 c.rbuf.drain(..used);
                 let sid = req.query_param("sid").map(|s| s.into_owned()).unwrap_or_default();
                 match self.shard.session_of_sid(&sid) {
-                    Some(session) => c.state = ConnState::Parked { session: Some(session), keep_alive: req.keep_alive },
+                    Some(session) => {
+                        c.state = ConnState::Parked { session: Some(session), keep_alive: req.keep_alive }
+                    }
                     None => c.closing = true,
                 }
                 return false;
