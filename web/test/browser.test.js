@@ -88,8 +88,9 @@ process.on('exit', () => {
 });
 
 before(async () => {
-  const bin = process.env.SOCKEYE_BIN;
-  assert.ok(bin, 'SOCKEYE_BIN is not set: point it at the sockeye binary (tests/browser.rs does)');
+  assert.ok(process.env.SOCKEYE_BIN, 'SOCKEYE_BIN is not set: point it at the sockeye binary (tests/browser.rs does)');
+  // Relative to where the test was started, not to the server's working directory.
+  const bin = path.resolve(process.env.SOCKEYE_BIN);
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium (tools/test-all.sh does)`);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sockeye-browser-'));
   const dataDir = path.join(tmp, 'data');
