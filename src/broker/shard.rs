@@ -580,7 +580,20 @@ impl Shard {
 
     /// A POST body was larger than `max_payload`: the reference answers 413 and closes the
     /// session. Returns the response to write.
-    pub fn handle_oversized_post(&mut self, sid: Option<&str>) -> Vec<u8> {
+    pub fn handle_oversized_post(&mut self, req: &Request) -> Vec<u8> {
+        if self.def.endpoint_for(&req.path).is_none() && self.def.http_app.is_some() {
+            // An application route: its errors are JSON.
+            let headers = self.def.config.cors.headers(req.header("origin"));
+            return simple(
+                413,
+                "application/json",
+                br#"{"error":{"code":"payload_too_large","message":"the request body is too large"}}"#,
+                &headers,
+                false,
+            );
+        }
+        let sid = req.query_param("sid");
+        let sid = sid.as_deref();
         if let Some(sid) = sid
             && let Some(owner) = sid_core(sid)
             && owner != self.core

@@ -544,7 +544,7 @@ impl Sim {
             Ok(Parse::Partial) => return false,
             Ok(Parse::Complete(req, used)) => (req, used),
             Ok(Parse::Oversized(req)) => {
-                let body = self.shards[core].handle_oversized_post(req.query_param("sid").as_deref());
+                let body = self.shards[core].handle_oversized_post(&req);
                 self.refuse(id, &body);
                 return false;
             }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::identity::{self, dm_room};
+use super::identity::{self, dm_key, dm_room};
 use super::limits::{Strikes, TokenBucket};
 use super::presence::PresenceMsg;
-use super::{ChatLocal, ChatSocket, Shared, channels, rooms};
+use super::{ChatLocal, ChatSocket, Dm, Shared, channels, rooms};
 use crate::api::{AckId, DisconnectReason, Event, NamespaceBuilder, Socket};
 use crate::store::{NewMessage, RoomRecord, StoreError, iso8601_utc};
 
@@ -122,7 +122,7 @@ fn speaker(s: &Socket<'_>, shared: &Shared, payload: &Value) -> Option<String> {
     }
     match payload.get("user") {
         Some(Value::String(u)) => identity::clean_name(u, shared.config.max_name_chars).ok().flatten(),
-        _ => None,
+        _ => s.data::<ChatSocket>().and_then(|d| d.name_hint.clone()),
     }
 }
 
@@ -214,15 +214,18 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
     if let Some(u) = &user {
         s.join(&rooms::user(u));
         if let Some(peer) = &id.peer {
-            let room = dm_room(u, peer);
-            s.join(&room);
-            dm = Some((room, peer.clone()));
+            let d = Dm { label: dm_room(u, peer), key: dm_key(u, peer), peer: peer.clone() };
+            s.join(&d.key);
+            dm = Some(d);
         }
     }
+    let anonymous_dm = user.is_none() && id.peer.is_some();
     let cfg = &shared.config;
     s.set_data(ChatSocket {
         user: user.clone(),
         dm,
+        anonymous_dm,
+        name_hint: None,
         rooms: Vec::new(),
         bucket: TokenBucket::new(cfg.rate_burst, now),
         typing: TokenBucket::new(cfg.typing_burst, now),
@@ -267,13 +270,13 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
 fn on_disconnect(s: &mut Socket<'_>, shared: &Shared, _reason: DisconnectReason) {
     let sid: Arc<str> = Arc::from(s.id());
     let (user, joined) = match s.data::<ChatSocket>() {
-        Some(d) => (d.user.clone(), d.rooms.clone()),
+        Some(d) => (d.user.as_deref().map(str::to_owned).or_else(|| d.name_hint.clone()), d.rooms.clone()),
         None => return,
     };
     for room_id in joined {
         let room = rooms::room(&room_id);
         if s.rooms().contains(&room) {
-            s.to(&room).emit("user left room", &json!({"roomId": room_id, "user": user.as_deref()}));
+            s.to(&room).emit("user left room", &json!({"roomId": room_id, "user": user}));
         }
     }
     s.broadcast().emit("userDisconnected", &json!({ "id": &*sid }));
@@ -282,14 +285,14 @@ fn on_disconnect(s: &mut Socket<'_>, shared: &Shared, _reason: DisconnectReason)
 
 // ----- seed 000 ------------------------------------------------------------------------------
 
-/// The raw JSON of the payload's `message` field (or of the whole payload when it is not an
-/// object with one), relayed byte for byte.
+/// The raw JSON of the payload's `message` field, relayed byte for byte (any JSON value: it
+/// may be ciphertext in any shape).
 fn opaque_message(ev: &Event, max_bytes: usize) -> Result<String, Reject> {
-    let raw = ev.arg_raw(0).ok_or_else(|| reject("invalid_payload", "a message is required"))?;
-    let field = serde_json::from_str::<std::collections::HashMap<String, &serde_json::value::RawValue>>(raw)
+    let raw = ev.arg_raw(0).unwrap_or("null");
+    let msg = serde_json::from_str::<std::collections::HashMap<String, &serde_json::value::RawValue>>(raw)
         .ok()
-        .and_then(|m| m.get("message").map(|v| v.get().to_owned()));
-    let msg = field.unwrap_or_else(|| raw.to_owned());
+        .and_then(|m| m.get("message").map(|v| v.get().to_owned()))
+        .ok_or_else(|| reject("invalid_payload", "the payload must be an object with a message field"))?;
     if msg.len() > max_bytes {
         return Err(reject("text_too_long", format!("the message is larger than {max_bytes} bytes")));
     }
@@ -408,11 +411,10 @@ fn global_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
         return fail(s, ack, &rate_reject(shared));
     }
     let payload = arg0(&ev);
-    let text_value = match &payload {
-        Value::Object(o) => o.get("message"),
-        other => Some(other),
+    let Value::Object(o) = &payload else {
+        return fail(s, ack, &reject("invalid_payload", "the payload must be an object {message}"));
     };
-    let text = match check_text(text_value, shared.config.max_message_chars) {
+    let text = match check_text(o.get("message"), shared.config.max_message_chars) {
         Ok(t) => t,
         Err(r) => return fail(s, ack, &r),
     };
@@ -526,8 +528,13 @@ fn plain_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: V
         Ok(t) => t,
         Err(r) => return fail_004(s, ack, r.code),
     };
+    if s.data::<ChatSocket>().is_some_and(|d| d.anonymous_dm) {
+        // A DM needs a sender: an anonymous socket that asked for a peer is refused rather
+        // than broadcast to everyone.
+        return fail_004(s, ack, "unknown_user");
+    }
     let dm = s.data::<ChatSocket>().and_then(|d| d.dm.clone());
-    let Some((dm_room, peer)) = dm else {
+    let Some(dm) = dm else {
         // Everyone, the payload unchanged (`io.emit`).
         let raw = ev.arg_raw(0).unwrap_or("null").to_owned();
         s.io().emit_raw("chat message", &raw, Vec::new());
@@ -542,19 +549,19 @@ fn plain_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: V
     let now = s.now_ms();
     let id = s.local::<ChatLocal>().next_id(now);
     let body = json!({
-        "roomId": dm_room, "id": id, "from": &*from, "text": text, "to": peer, "time": iso8601_utc(now),
+        "roomId": dm.label, "id": id, "from": &*from, "text": text, "to": dm.peer, "time": iso8601_utc(now),
     })
     .to_string();
     let core = s.core();
     let sid: Arc<str> = Arc::from(s.id());
     let sh = shared.clone();
     let msg =
-        NewMessage { id, channel: dm_room.clone(), sender: from.to_string(), body: body.clone(), ts_ms: now };
+        NewMessage { id, channel: dm.key.clone(), sender: from.to_string(), body: body.clone(), ts_ms: now };
     let submitted = shared.store.append(msg, move |res| {
         if res.is_ok()
             && let Some(h) = sh.handle()
         {
-            h.to("/", &[&dm_room]).emit_raw("chat message", body, Vec::new());
+            h.to("/", &[&dm.key]).emit_raw("chat message", body, Vec::new());
         }
         on_socket(&sh, core, sid, move |s| match res {
             Ok(()) => {
@@ -574,6 +581,10 @@ fn plain_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: V
 
 fn join_room(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
     let ack = ev.ack();
+    // Each join reads history from the database: it draws from the message bucket too.
+    if !rate_ok(s, shared) {
+        return fail(s, ack, &rate_reject(shared));
+    }
     let payload = arg0(&ev);
     let room = match room_of(s, shared, &payload) {
         Ok(r) => r,
@@ -585,6 +596,10 @@ fn join_room(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
         let Some(d) = s.data_mut::<ChatSocket>() else {
             return;
         };
+        if d.user.is_none() && user.is_some() {
+            // Remembered for `user left room` on leave or disconnect.
+            d.name_hint = user.clone();
+        }
         if !d.rooms.contains(&room.id) {
             if d.rooms.len() >= limit {
                 return fail(s, ack, &reject("too_many_rooms", format!("a socket may join {limit} rooms")));

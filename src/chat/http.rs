@@ -147,7 +147,7 @@ impl ChatHttp {
             ));
         }
         serde_json::from_slice(&req.body)
-            .map_err(|_| error(400, "invalid_json", "the body is not valid JSON"))
+            .map_err(|_| error(400, "invalid_payload", "the body is not valid JSON"))
     }
 
     fn page(&self, req: &Request) -> Response {
@@ -239,17 +239,15 @@ impl ChatHttp {
             (Method::Get, ["rooms", id, "messages"]) => {
                 let id = path_decode(id);
                 if let Some(pair) = id.strip_prefix("dm:") {
-                    // A seed 004 DM room: only its two users may read it in token mode.
-                    if self.shared.verifier.is_some() {
-                        let Caller::User(me) = &caller else {
-                            return HttpReply::Now(error(401, "missing_token", "a token is required"));
-                        };
-                        let mine = pair.split_once('_').is_some_and(|(a, b)| a == me || b == me);
-                        if !mine {
-                            return HttpReply::Now(error(403, "forbidden", "not a participant of this DM"));
-                        }
-                    }
-                    return self.history(id.into_owned(), req, responder);
+                    // A seed 004 DM: only its two users may read it. The label `dm:<a>_<b>` is
+                    // ambiguous when names hold `_`; read against the caller, it is not.
+                    let Caller::User(me) = &caller else {
+                        return HttpReply::Now(error(401, "unknown_user", "name the caller to read a DM"));
+                    };
+                    let Some(peer) = identity::dm_peer(pair, me) else {
+                        return HttpReply::Now(error(403, "forbidden", "not a participant of this DM"));
+                    };
+                    return self.history(identity::dm_key(me, peer), req, responder);
                 }
                 let local = shard.local::<ChatLocal>().init(&self.shared);
                 match local.catalogue.find(&id) {

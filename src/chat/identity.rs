@@ -118,10 +118,32 @@ pub fn resolve(
     Ok(Identity { user, public_key, peer })
 }
 
-/// The DM room of two users: `dm:<a>_<b>` with the names sorted.
+/// The DM room of two users as clients see it: `dm:<a>_<b>` with the names sorted (seed 004).
+/// Names may contain `_`, so this is not unique: ("u", "x_v") and ("u_x", "v") give the same
+/// string. It is a label only; [`dm_key`] names the conversation.
 pub fn dm_room(a: &str, b: &str) -> String {
     let (x, y) = if a <= b { (a, b) } else { (b, a) };
     format!("dm:{x}_{y}")
+}
+
+/// The unambiguous key of the DM conversation of two users (broker room and store channel):
+/// the first name is length-prefixed, so no two pairs share a key.
+pub fn dm_key(a: &str, b: &str) -> String {
+    let (x, y) = if a <= b { (a, b) } else { (b, a) };
+    format!("dm:{}:{x}:{y}", x.len())
+}
+
+/// The peer of `me` in the DM label `pair` (`<a>_<b>` without `dm:`), if `me` is one of its
+/// two users.
+pub fn dm_peer<'a>(pair: &'a str, me: &str) -> Option<&'a str> {
+    let candidates = [
+        pair.strip_prefix(me).and_then(|r| r.strip_prefix('_')),
+        pair.strip_suffix(me).and_then(|r| r.strip_suffix('_')),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|peer| !peer.is_empty() && dm_room(me, peer) == format!("dm:{pair}"))
 }
 
 #[cfg(test)]
@@ -135,6 +157,26 @@ mod tests {
         assert_eq!(clean_name(&"x".repeat(65), 64), Err(IdentityError::InvalidUsername));
         assert_eq!(clean_name(&"é".repeat(64), 64), Ok(Some("é".repeat(64))), "characters, not bytes");
         assert_eq!(clean_name("a\nb", 64), Err(IdentityError::InvalidUsername));
+    }
+
+    #[test]
+    fn dm_keys_are_unique_where_labels_collide() {
+        assert_eq!(dm_room("u", "x_v"), dm_room("u_x", "v"), "the seed's label is ambiguous");
+        assert_ne!(dm_key("u", "x_v"), dm_key("u_x", "v"));
+        assert_eq!(dm_key("b", "a"), dm_key("a", "b"));
+    }
+
+    #[test]
+    fn dm_peer_is_found_only_for_participants() {
+        assert_eq!(dm_peer("alice_bob", "alice"), Some("bob"));
+        assert_eq!(dm_peer("alice_bob", "bob"), Some("alice"));
+        assert_eq!(dm_peer("alice_bob", "carol"), None);
+        // "u_x_v": u with x_v, or u_x with v; never x or v_x.
+        assert_eq!(dm_peer("u_x_v", "u"), Some("x_v"));
+        assert_eq!(dm_peer("u_x_v", "v"), Some("u_x"));
+        assert_eq!(dm_peer("u_x_v", "x"), None);
+        assert_eq!(dm_peer("u_x_v", "x_v"), Some("u"));
+        assert_eq!(dm_peer("alice_", "alice"), None);
     }
 
     #[test]

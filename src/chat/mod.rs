@@ -187,11 +187,26 @@ impl ChatLocal {
     }
 }
 
+/// A seed 004 DM conversation of a socket.
+#[derive(Debug, Clone)]
+pub struct Dm {
+    /// What clients see as `roomId`: `dm:<a>_<b>`.
+    pub label: String,
+    /// The broker room and store channel ([`identity::dm_key`]).
+    pub key: String,
+    pub peer: String,
+}
+
 /// Per-socket state of the chat service.
 pub struct ChatSocket {
     pub user: Option<Arc<str>>,
-    /// Seed 004: the DM room and the peer, when the socket connected with `to`.
-    pub dm: Option<(String, String)>,
+    /// Seed 004: the DM conversation, when the socket connected with `to`.
+    pub dm: Option<Dm>,
+    /// The socket asked for a DM peer (`to`) but has no identity: its messages are refused.
+    pub anonymous_dm: bool,
+    /// For an anonymous socket in development mode: the name its last `join room` gave, used
+    /// when announcing that it left.
+    pub name_hint: Option<String>,
     /// Chat rooms (ids) joined or being joined.
     pub rooms: Vec<String>,
     pub bucket: TokenBucket,

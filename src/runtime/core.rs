@@ -318,7 +318,7 @@ impl Core {
             Ok(Parse::Partial) => return false,
             Ok(Parse::Complete(req, used)) => (req, used),
             Ok(Parse::Oversized(req)) => {
-                let body = self.shard.handle_oversized_post(req.query_param("sid").as_deref());
+                let body = self.shard.handle_oversized_post(&req);
                 self.refuse(i, &body);
                 return false;
             }
