@@ -3,11 +3,14 @@
 #
 # On a fresh Debian machine with only Rust, Node.js and Python installed it:
 #   1. installs the interop test dependencies: `npm ci` in tests/interop, and a virtual
-#      environment in tests/interop/.venv with tests/interop/requirements.txt;
+#      environment in tests/interop/.venv with tests/interop/requirements.txt; and the browser
+#      test's: `npm ci` in web/ (which also provides the page's socket.io-client) and Debian's
+#      chromium at /usr/bin/chromium when it is missing (as root, with apt-get);
 #   2. checks formatting and lints: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`;
-#   3. runs every test: `cargo test --release` (unit, property, simulation and the interop suites
+#   3. runs every test: `cargo test --release` (unit, property, simulation, the interop suites
 #      in tests/interop.rs, which drive the release binary with socket.io-client and
-#      python-socketio);
+#      python-socketio, and the browser test in tests/browser.rs, which drives the chat page in
+#      Chromium);
 #      plus the load generator's own checks (tools/sockeye-bench) and the bench summary tests;
 #   4. fuzzes: every `cargo fuzz list` target for FUZZ_SECONDS (default 30) seconds each, when
 #      fuzz/Cargo.toml exists, installing cargo-fuzz if it is missing.
@@ -17,12 +20,15 @@
 # Environment:
 #   FUZZ_SECONDS=N          seconds per fuzz target (default 30; 0 skips fuzzing, loudly)
 #   SOCKEYE_SKIP_INTEROP=1  skip the interop suites inside `cargo test` (loudly)
+#   SOCKEYE_SKIP_BROWSER=1  skip the browser test inside `cargo test` (loudly)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 INTEROP_DIR="$ROOT/tests/interop"
+WEB_DIR="$ROOT/web"
+CHROMIUM=/usr/bin/chromium
 VENV="$INTEROP_DIR/.venv"
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 
@@ -82,6 +88,29 @@ require_tools() {
 
 npm_ci() {
   (cd "$INTEROP_DIR" && npm ci --no-audit --no-fund)
+}
+
+npm_ci_web() {
+  (cd "$WEB_DIR" && npm ci --no-audit --no-fund)
+}
+
+# The browser test drives Debian's chromium (tests/browser.rs, web/test/).
+ensure_chromium() {
+  if [ ! -x "$CHROMIUM" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "$CHROMIUM is missing; installing Debian's chromium" >&2
+      if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } ||
+        [ ! -x "$CHROMIUM" ]; then
+        echo "apt-get install chromium failed, or gave no $CHROMIUM" >&2
+        return 1
+      fi
+    else
+      echo "$CHROMIUM is missing: install Debian's chromium (apt-get install chromium) as root," >&2
+      echo "or set SOCKEYE_SKIP_BROWSER=1 to skip the browser test" >&2
+      return 1
+    fi
+  fi
+  "$CHROMIUM" --version
 }
 
 python_venv() {
@@ -161,6 +190,13 @@ fuzz_all() {
 setup "required tools" require_tools
 setup "npm ci (tests/interop)" npm_ci
 setup "python venv (tests/interop/.venv)" python_venv
+setup "npm ci (web)" npm_ci_web
+if [ "${SOCKEYE_SKIP_BROWSER:-}" = "1" ]; then
+  echo "!!! SOCKEYE_SKIP_BROWSER=1: chromium not checked, browser test SKIPPED !!!"
+  SUMMARY+=("SKIP  chromium and the browser test (SOCKEYE_SKIP_BROWSER=1)")
+else
+  setup "chromium ($CHROMIUM)" ensure_chromium
+fi
 
 step "cargo fmt --check" cargo fmt --all -- --check || true
 step "cargo clippy --all-targets -D warnings" cargo clippy --all-targets -- -D warnings || true
