@@ -353,6 +353,36 @@ impl Shard {
     /// A request for a path that is no Engine.IO endpoint: the application's HTTP handler, or
     /// 404 when there is none.
     fn app_request(&mut self, conn: ConnKey, req: &Request, origin: Option<&str>) -> RequestOutcome {
+        // Probes for load balancers and orchestrators, whatever the app: alive while the core
+        // answers; ready until shutdown starts draining.
+        if req.method == Method::Get {
+            match req.path.as_str() {
+                "/healthz" => {
+                    return RequestOutcome::Respond(simple(
+                        200,
+                        "application/json",
+                        br#"{"status":"ok"}"#,
+                        &[],
+                        req.keep_alive,
+                    ));
+                }
+                "/readyz" => {
+                    let (status, body): (u16, &[u8]) = if self.shutting_down {
+                        (503, br#"{"status":"draining"}"#)
+                    } else {
+                        (200, br#"{"status":"ready"}"#)
+                    };
+                    return RequestOutcome::Respond(simple(
+                        status,
+                        "application/json",
+                        body,
+                        &[],
+                        req.keep_alive,
+                    ));
+                }
+                _ => {}
+            }
+        }
         let Some(app) = self.def.http_app.clone() else {
             return RequestOutcome::Respond(simple(404, "text/plain", b"Not Found", &[], req.keep_alive));
         };

@@ -2394,6 +2394,23 @@ mod tests {
         assert!(sim.is_closed(conn));
     }
 
+    #[test]
+    fn healthz_stays_ok_and_readyz_turns_503_when_draining() {
+        let (mut sim, _log) = sim_with(1, Config::default());
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+        let conn = sim.request(0, &get("/readyz"));
+        let r = sim.take_response(conn).expect("answered");
+        assert_eq!((r.status, r.body.as_slice()), (200, &br#"{"status":"ready"}"#[..]));
+        sim.run_on(0, |s| s.shutdown());
+        let conn = sim.request(0, &get("/readyz"));
+        let r = sim.take_response(conn).expect("answered");
+        assert_eq!((r.status, r.body.as_slice()), (503, &br#"{"status":"draining"}"#[..]));
+        let conn = sim.request(0, &get("/healthz"));
+        assert_eq!(sim.take_response(conn).expect("answered").status, 200);
+        let conn = sim.request(0, &get("/nothing-here"));
+        assert_eq!(sim.take_response(conn).expect("answered").status, 404);
+    }
+
     // ----- re-entrant handlers --------------------------------------------------------------
 
     #[test]
