@@ -1104,6 +1104,7 @@ mod tests {
     use super::*;
     use crate::api::{AckError, ConnectError, DisconnectReason, Event, Socket};
     use crate::config::Config;
+    use crate::http::cors::Cors;
 
     // ----- fixtures ---------------------------------------------------------------------------
 
@@ -2392,6 +2393,38 @@ mod tests {
         let conn = sim.request(0, &get_request(None));
         assert_eq!(sim.take_response(conn).expect("answered").status, 503);
         assert!(sim.is_closed(conn));
+    }
+
+    /// A request with an `Origin` header added after the request line.
+    fn with_origin(raw: Vec<u8>, origin: &str) -> Vec<u8> {
+        let text = String::from_utf8(raw).expect("ASCII request");
+        let (line, rest) = text.split_once("\r\n").expect("request line");
+        format!("{line}\r\nOrigin: {origin}\r\n{rest}").into_bytes()
+    }
+
+    #[test]
+    fn origin_allow_list_refuses_other_origins_for_polling_and_websocket() {
+        let cfg = Config { cors: Cors::allow_list(["https://ok.example"]), ..Config::default() };
+        let (mut sim, _log) = sim_with(1, cfg);
+        for (what, raw) in [("polling", get_request(None)), ("websocket", ws_request(None))] {
+            let before = sim.shard(0).session_count();
+            let conn = sim.request(0, &with_origin(raw.clone(), "https://evil.example"));
+            let r = sim.take_response(conn).expect("answered");
+            assert_eq!(r.status, 403, "{what} from another origin: {r:?}");
+            assert_eq!(sim.shard(0).session_count(), before, "{what}: no session for a refused origin");
+            let conn = sim.request(0, &with_origin(raw.clone(), "https://ok.example"));
+            let r = sim.take_response(conn).expect("answered");
+            let want = if what == "websocket" { 101 } else { 200 };
+            assert_eq!(r.status, want, "{what} from the allowed origin: {r:?}");
+            let allow = r.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("access-control-allow-origin"));
+            if what == "polling" {
+                assert_eq!(allow.map(|(_, v)| v.as_str()), Some("https://ok.example"));
+            }
+        }
+        // No Origin: not a browser, nothing for CORS to protect.
+        let conn = sim.request(0, &get_request(None));
+        assert_eq!(sim.take_response(conn).expect("answered").status, 200);
+        assert_eq!(sim.shard(0).session_count(), 3);
     }
 
     #[test]
