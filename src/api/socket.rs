@@ -169,6 +169,12 @@ impl<'a> Socket<'a> {
         self.shard.local::<T>()
     }
 
+    /// Run `f` with this socket after `delay`, if it is still connected then. Returns an id for
+    /// `Shard::cancel_timer`.
+    pub fn set_timer(&mut self, delay: Duration, f: impl FnOnce(&mut Socket<'_>) + 'static) -> u64 {
+        self.shard.socket_timer(self.key, delay, f)
+    }
+
     /// Wall-clock milliseconds since the Unix epoch, as of the current loop turn.
     pub fn now_ms(&self) -> u64 {
         self.shard.wall_ms()

@@ -188,9 +188,22 @@ struct NsState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Session { idx: u32, generation: u32 },
-    Ack { idx: u32, generation: u32, id: u64 },
+    Session {
+        idx: u32,
+        generation: u32,
+    },
+    Ack {
+        idx: u32,
+        generation: u32,
+        id: u64,
+    },
+    /// An application timer (`Shard::set_timer`); its closure is in `app_timers`.
+    App {
+        id: u64,
+    },
 }
+
+type AppTimer = Box<dyn FnOnce(&mut Shard)>;
 
 /// The broker state of one core. See the module documentation.
 pub struct Shard {
@@ -214,6 +227,8 @@ pub struct Shard {
     shutting_down: bool,
     /// Per-core application state, one value per type (`Shard::local`).
     locals: HashMap<std::any::TypeId, Box<dyn std::any::Any>>,
+    app_timers: HashMap<u64, AppTimer>,
+    next_app_timer: u64,
 }
 
 impl Shard {
@@ -239,6 +254,8 @@ impl Shard {
             wall_ms: 0,
             shutting_down: false,
             locals: HashMap::new(),
+            app_timers: HashMap::new(),
+            next_app_timer: 0,
         }
     }
 
@@ -250,6 +267,35 @@ impl Shard {
             .or_insert_with(|| Box::new(T::default()))
             .downcast_mut()
             .expect("locals are keyed by their TypeId")
+    }
+
+    /// Run `f` on this core once `delay` has passed (in the shard's time, so virtual time in
+    /// tests). Returns an id for `cancel_timer`.
+    pub fn set_timer(&mut self, delay: std::time::Duration, f: impl FnOnce(&mut Shard) + 'static) -> u64 {
+        let id = self.next_app_timer;
+        self.next_app_timer += 1;
+        self.app_timers.insert(id, Box::new(f));
+        self.timers.push(Reverse((self.now + delay, Timer::App { id })));
+        id
+    }
+
+    /// Forget a timer set with `set_timer` (no effect once it ran).
+    pub fn cancel_timer(&mut self, id: u64) {
+        self.app_timers.remove(&id);
+    }
+
+    /// A timer that runs `f` with the socket if it is still connected then.
+    pub(crate) fn socket_timer(
+        &mut self,
+        key: SocketKey,
+        delay: std::time::Duration,
+        f: impl FnOnce(&mut Socket<'_>) + 'static,
+    ) -> u64 {
+        self.set_timer(delay, move |shard| {
+            if shard.live_socket(key).is_some() {
+                f(&mut Socket::new(shard, key));
+            }
+        })
     }
 
     /// Wall-clock milliseconds since the Unix epoch, as of the current loop turn.
@@ -768,6 +814,11 @@ impl Shard {
                         continue;
                     };
                     cb(&mut Socket::new(self, key), Err(AckError::Timeout));
+                }
+                Timer::App { id } => {
+                    if let Some(f) = self.app_timers.remove(&id) {
+                        f(self);
+                    }
                 }
             }
         }

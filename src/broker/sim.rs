@@ -2395,6 +2395,32 @@ mod tests {
         assert!(sim.is_closed(conn));
     }
 
+    #[test]
+    fn socket_timers_run_in_virtual_time_and_skip_gone_sockets() {
+        let fired = Arc::new(Mutex::new(Vec::<String>::new()));
+        let f = fired.clone();
+        let mut b = ServerBuilder::new(Config::default());
+        b.namespace("/", move |ns| {
+            let f = f.clone();
+            ns.on_connect(move |s: &mut Socket<'_>| {
+                let f = f.clone();
+                s.set_timer(Duration::from_millis(500), move |s| {
+                    f.lock().unwrap().push(s.id().to_owned());
+                    s.emit("late", &"hello");
+                });
+            });
+        });
+        let mut sim = Sim::new(1, b, 5);
+        let (a, a_id) = sim.ws_connected(0);
+        let (c, _c_id) = sim.ws_connected(0);
+        sim.ws_send(c.conn, "41");
+        sim.advance_ms(499);
+        assert!(fired.lock().unwrap().is_empty(), "not before its time");
+        sim.advance_ms(1);
+        assert_eq!(*fired.lock().unwrap(), vec![a_id], "only the socket still connected");
+        assert_eq!(sim.ws_texts(a.conn), vec![r#"42["late","hello"]"#.to_owned()]);
+    }
+
     /// A request with an `Origin` header added after the request line.
     fn with_origin(raw: Vec<u8>, origin: &str) -> Vec<u8> {
         let text = String::from_utf8(raw).expect("ASCII request");

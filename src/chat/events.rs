@@ -231,6 +231,19 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
         typing: TokenBucket::new(cfg.typing_burst, now),
         strikes: Strikes::default(),
     });
+    if cfg.disconnect_on_token_expiry
+        && let Some(exp) = id.exp
+    {
+        // The token's validity ends with the connection: tell the client why, then disconnect
+        // it (it reconnects with a fresh token). Leeway is the verifier's, as at the handshake.
+        let leeway = shared.verifier.as_ref().map_or(0, |v| v.leeway());
+        let at_ms = exp.saturating_add(leeway).saturating_mul(1000);
+        let delay = std::time::Duration::from_millis(at_ms.saturating_sub(now));
+        s.set_timer(delay, |s| {
+            s.emit("error", &json!({"code": "token_expired", "message": "the token has expired"}));
+            s.disconnect(false);
+        });
+    }
     let sid: Arc<str> = Arc::from(s.id());
     s.emit("welcome", &json!({ "sessionId": &*sid }));
     if cfg.emit_user_connected {

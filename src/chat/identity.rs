@@ -15,6 +15,8 @@ pub struct Identity {
     pub public_key: Option<String>,
     /// Seed 004's DM peer (`to`).
     pub peer: Option<String>,
+    /// When the token expires (Unix seconds), in token mode.
+    pub exp: Option<u64>,
 }
 
 /// Why a handshake is refused.
@@ -79,6 +81,7 @@ pub fn resolve(
         Some(p) => clean_name(&p, max_name_chars)?,
         None => None,
     };
+    let mut exp = None;
     let user = match verifier {
         Some(v) => {
             let token = match auth.as_ref().and_then(|a| a.get("token")) {
@@ -90,6 +93,7 @@ pub fn resolve(
             };
             let token = token.ok_or(IdentityError::Token(AuthError::Missing))?;
             let id = v.verify(&token, now_unix_s).map_err(IdentityError::Token)?;
+            exp = id.exp;
             Some(clean_name(&id.user, max_name_chars)?.ok_or(IdentityError::InvalidUsername)?)
         }
         None => {
@@ -115,7 +119,7 @@ pub fn resolve(
             user
         }
     };
-    Ok(Identity { user, public_key, peer })
+    Ok(Identity { user, public_key, peer, exp })
 }
 
 /// The DM room of two users as clients see it: `dm:<a>_<b>` with the names sorted (seed 004).

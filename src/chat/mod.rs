@@ -55,6 +55,8 @@ pub struct ChatConfig {
     /// Seed 000's per-socket announcements (one delivery to everyone per connect/disconnect).
     pub emit_user_connected: bool,
     pub emit_user_disconnected: bool,
+    /// Disconnect a socket when its token expires (token mode).
+    pub disconnect_on_token_expiry: bool,
 }
 
 impl Default for ChatConfig {
@@ -79,6 +81,7 @@ impl Default for ChatConfig {
             emit_online: true,
             emit_user_connected: true,
             emit_user_disconnected: true,
+            disconnect_on_token_expiry: true,
         }
     }
 }

@@ -204,3 +204,13 @@ test("a DM room's history over HTTP is for its two participants only: 403 for an
     assertHttpError(assert, await request(`${fx.url}/api/rooms/dm:${roomId}/messages`), 401);
   }
 });
+
+test("a token that expires while connected disconnects its socket, with error token_expired first", async () => {
+  // Valid at the handshake only thanks to the 30 s leeway; it runs out about 1.5 s later.
+  const s = await withToken(tokenFor(uniq("expiring"), { exp: nowSec() - 28 }));
+  const steady = await withToken(tokenFor(uniq("steady"), { exp: nowSec() + 3600 }));
+  const err = await s.waitFor("error", (e) => e?.code === "token_expired", 5_000);
+  assert.equal(typeof err.message, "string");
+  assert.equal(await s.waitDisconnect(5_000), "io server disconnect");
+  assert.ok(steady.connected, "a socket with a valid token stays connected");
+});
