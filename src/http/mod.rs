@@ -1,5 +1,6 @@
 //! HTTP/1.1 request parsing, responses, CORS and the WebSocket handshake and frame codec.
 pub mod cors;
+pub mod forwarded;
 pub mod request;
 pub mod response;
 pub mod websocket;
