@@ -18,6 +18,7 @@ pub mod chat;
 pub mod config;
 pub mod engineio;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod socketio;
 pub mod store;
