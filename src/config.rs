@@ -1,4 +1,5 @@
-//! Server configuration and limits. Plain data; `main.rs` fills it from flags.
+//! Server configuration and limits. Plain data; the `sockeye` command fills it from its settings
+//! (`crate::settings`: TOML file, environment, flags).
 //!
 //! Every limit here is enforced somewhere; `docs/ARCHITECTURE.md` has the table of what happens
 //! when each one is hit.

@@ -9,6 +9,7 @@
 //! - [`runtime`]: the only module that touches `mio`, sockets, threads and the clock.
 //! - [`store`]: chat history and room catalogue in embedded SQLite, on its own thread (the one
 //!   thread and clock outside [`runtime`]); event loops only enqueue commands to it.
+//! - [`settings`]: the `sockeye` command's options (TOML file, environment, flags), sans-IO.
 
 pub mod api;
 pub mod apps;
@@ -20,5 +21,6 @@ pub mod engineio;
 pub mod http;
 pub mod metrics;
 pub mod runtime;
+pub mod settings;
 pub mod socketio;
 pub mod store;

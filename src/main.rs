@@ -1,167 +1,49 @@
-//! The `sockeye` command: parse flags, build the chosen app, start the cores, handle signals.
+//! The `sockeye` command: read the settings (`sockeye::settings`: TOML file, environment, flags),
+//! build the chosen app, start the cores, handle signals.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
-
 use std::sync::{Arc, OnceLock};
 
 use sockeye::api::ServerBuilder;
-use sockeye::auth::{JwtAlg, JwtVerifier};
+use sockeye::auth::JwtVerifier;
 use sockeye::chat::http::WebFiles;
 use sockeye::chat::presence::PresenceMsg;
 use sockeye::chat::{self, ChatConfig, Shared};
-use sockeye::config::Config;
-use sockeye::http::cors::Cors;
+use sockeye::settings::{self, App, Loaded, Settings};
 use sockeye::store::{Store, StoreConfig};
 
-const HELP: &str = "\
-sockeye: a Socket.IO v5 / Engine.IO v4 server, serving a chat service by default
-
-USAGE: sockeye [OPTIONS]
-       sockeye token --user NAME [--ttl SECONDS]   print an HS256 token signed with JWT_SECRET
-
-OPTIONS:
-  --app NAME             application to serve [default: chat]:
-                           chat   the chat service (docs/PROTOCOL.md)
-                           echo   conformance app for the interop tests
-                           bench  the load generator's contract (tools/bench)
-  --host HOST            address to listen on [default: 0.0.0.0]
-  --port PORT            port to listen on; 0 picks a free one [default: 3000]
-  --cores N              event-loop threads; 0 = one per CPU [default: 0]
-  --path PATH            Socket.IO path [default: /socket.io/]
-  --ping-interval MS     Engine.IO ping interval [default: 25000; echo app: 300]
-  --ping-timeout MS      Engine.IO ping timeout [default: 20000; echo app: 200]
-  --max-payload BYTES    largest message, polling body or HTTP body [default: 1000000]
-  --connect-timeout MS   time to connect a namespace after the handshake [default: 45000; echo app: 1000]
-  --max-output BYTES     output queued per connection before a slow client is dropped [default: 4194304]
-  --shutdown-timeout MS  on SIGINT/SIGTERM, time to deliver close packets before exiting [default: 3000]
-  --cors-origin ORIGIN   allow this origin (repeatable); without it any origin is allowed
-
-CHAT OPTIONS (docs/PROTOCOL.md):
-  --data-dir DIR              where the SQLite database lives [default: sockeye-data]
-  --web-dir DIR               the web page's files [default: web/ of the source tree, else ./web]
-  --jwt-public-key FILE       verify tokens with this RSA/EC public key (PEM) instead of JWT_SECRET
-  --jwt-algorithm ALG         algorithm for --jwt-public-key: RS256, RS384, RS512, ES256, ES384 [default: RS256]
-  --max-message-chars N       longest message text [default: 2000]
-  --max-message-bytes N       largest opaque (seed 000) message [default: 65536]
-  --max-name-chars N          longest user name [default: 64]
-  --max-room-name-chars N     longest room name [default: 64]
-  --max-rooms-per-socket N    chat rooms one socket may join [default: 50]
-  --rate-limit N              messages per second per socket [default: 10]
-  --rate-burst N              burst of messages per socket [default: 20]
-  --abuse-disconnect N        rejections within 10 s that disconnect a socket; 0 = never [default: 50]
-  --history-limit N           messages sent on join and connect [default: 50]
-  --max-history-page N        largest page of GET .../messages [default: 200]
-  --presence-interval-ms MS   at most one presence list per interval [default: 100]
-  --no-presence-event NAME    do not send this presence event (repeatable): getOnlineUsers, online,
-                              userConnected, userDisconnected
-  -h, --help                  print this help
-
-ENVIRONMENT:
-  JWT_SECRET                  HS256 secret; when set, every connection needs a valid token
-
-On start it prints `sockeye listening on http://HOST:PORT`. SIGINT/SIGTERM close every session
-and exit; a second signal exits at once.";
-
-struct Options {
-    app: String,
-    cfg: Config,
-    chat: ChatConfig,
-    jwt_public_key: Option<String>,
-    jwt_algorithm: String,
+/// The environment variables that the settings read; a non-UTF-8 value of one is an error.
+fn environment() -> Result<BTreeMap<String, String>, String> {
+    let mut env = BTreeMap::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| settings::reads_env(n)) else { continue };
+        let value =
+            value.into_string().map_err(|_| format!("environment variable {name}: not valid UTF-8"))?;
+        env.insert(name.to_owned(), value);
+    }
+    Ok(env)
 }
 
-fn parse_args(args: Vec<String>) -> Result<Options, String> {
-    let mut args = args.into_iter();
-    let mut app = "chat".to_owned();
-    let mut cfg = Config::default();
-    let mut chat = ChatConfig::default();
-    let mut overrides: Vec<(String, String)> = Vec::new();
-    let mut origins: Vec<String> = Vec::new();
-    let mut jwt_public_key = None;
-    let mut jwt_algorithm = "RS256".to_owned();
-    while let Some(a) = args.next() {
-        if a == "-h" || a == "--help" {
-            println!("{HELP}");
-            std::process::exit(0);
+/// The settings from the flags, the environment and the config file; `Err` is the exit code.
+fn settings(args: &[String]) -> Result<Settings, ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("sockeye: {e}");
+        ExitCode::from(2)
+    };
+    let env = environment().map_err(|e| fail(&e))?;
+    let read = |path: &str| std::fs::read_to_string(path).map_err(|e| e.to_string());
+    match settings::load(args, &env, read).map_err(|e| fail(&e))? {
+        Loaded::Help(text) => {
+            println!("{text}");
+            Err(ExitCode::SUCCESS)
         }
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
-            None => (a.clone(), None),
-        };
-        if !key.starts_with("--") {
-            return Err(format!("unexpected argument `{a}` (see --help)"));
+        Loaded::Print(s) => {
+            print!("{}", s.to_toml());
+            Err(ExitCode::SUCCESS)
         }
-        let value = match inline {
-            Some(v) => v,
-            None => args.next().ok_or_else(|| format!("{key} needs a value"))?,
-        };
-        match key.as_str() {
-            "--app" => app = value,
-            "--cors-origin" => origins.push(value),
-            "--jwt-public-key" => jwt_public_key = Some(value),
-            "--jwt-algorithm" => jwt_algorithm = value,
-            _ => overrides.push((key, value)),
-        }
+        Loaded::Run(s) => Ok(s),
     }
-    if app == "echo" {
-        sockeye::apps::echo::configure(&mut cfg);
-    }
-    for (key, value) in overrides {
-        let num = || value.parse::<u64>().map_err(|_| format!("{key}: `{value}` is not a number"));
-        let positive = || match num()? {
-            0 => Err(format!("{key}: must be at least 1")),
-            n => Ok(n),
-        };
-        match key.as_str() {
-            "--host" => cfg.host = value.clone(),
-            "--port" => cfg.port = u16::try_from(num()?).map_err(|_| format!("{key}: out of range"))?,
-            "--cores" => cfg.cores = num()? as usize,
-            "--path" => cfg.path = value.clone(),
-            "--ping-interval" => cfg.engine.ping_interval = Duration::from_millis(num()?),
-            "--ping-timeout" => cfg.engine.ping_timeout = Duration::from_millis(num()?),
-            "--max-payload" => cfg.engine.max_payload = num()? as usize,
-            "--connect-timeout" => cfg.connect_timeout = Duration::from_millis(num()?),
-            "--max-output" => cfg.limits.max_output_bytes = num()? as usize,
-            "--shutdown-timeout" => cfg.shutdown_timeout = Duration::from_millis(num()?),
-            "--data-dir" => chat.data_dir = value.clone().into(),
-            "--web-dir" => chat.web_dir = Some(value.clone().into()),
-            "--max-message-chars" => chat.max_message_chars = positive()? as usize,
-            "--max-message-bytes" => chat.max_message_bytes = positive()? as usize,
-            "--max-name-chars" => chat.max_name_chars = positive()? as usize,
-            "--max-room-name-chars" => chat.max_room_name_chars = positive()? as usize,
-            "--max-rooms-per-socket" => chat.max_rooms_per_socket = positive()? as usize,
-            "--rate-limit" => chat.rate_limit = positive()? as f64,
-            "--rate-burst" => {
-                chat.rate_burst = u32::try_from(positive()?).map_err(|_| format!("{key}: too large"))?
-            }
-            "--abuse-disconnect" => {
-                chat.abuse_disconnect = u32::try_from(num()?).map_err(|_| format!("{key}: too large"))?
-            }
-            "--history-limit" => chat.history_limit = positive()?.min(1000) as usize,
-            "--max-history-page" => chat.max_history_page = positive()?.min(1000) as usize,
-            "--presence-interval-ms" => chat.presence_interval = Duration::from_millis(num()?),
-            "--no-presence-event" => match value.as_str() {
-                "getOnlineUsers" => chat.emit_get_online_users = false,
-                "online" => chat.emit_online = false,
-                "userConnected" => chat.emit_user_connected = false,
-                "userDisconnected" => chat.emit_user_disconnected = false,
-                other => {
-                    return Err(format!(
-                        "{key}: `{other}` is not getOnlineUsers, online, userConnected or userDisconnected"
-                    ));
-                }
-            },
-            other => return Err(format!("unknown option `{other}` (see --help)")),
-        }
-    }
-    if !origins.is_empty() {
-        cfg.cors = Cors::allow_list(origins);
-    }
-    // The chat app's rooms plus its own (socket id, user, global, DM) stay within the broker's
-    // per-socket bound.
-    cfg.limits.max_rooms_per_socket = cfg.limits.max_rooms_per_socket.max(chat.max_rooms_per_socket + 8);
-    Ok(Options { app, cfg, chat, jwt_public_key, jwt_algorithm })
 }
 
 fn unix_now_s() -> u64 {
@@ -201,22 +83,29 @@ fn token_command(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The token verifier: a public key file, else `JWT_SECRET`, else none (development mode).
-fn verifier(opts: &Options) -> Result<Option<JwtVerifier>, String> {
-    if let Some(path) = &opts.jwt_public_key {
-        let pem = std::fs::read(path).map_err(|e| format!("--jwt-public-key {path}: {e}"))?;
-        let alg: JwtAlg = opts
-            .jwt_algorithm
-            .parse()
-            .map_err(|_| format!("--jwt-algorithm: unknown `{}`", opts.jwt_algorithm))?;
-        return JwtVerifier::from_public_key_pem(&pem, alg)
+/// The token verifier: a public key file, else the HS256 secret (`JWT_SECRET` or the secret
+/// file), else none (development mode).
+fn verifier(opts: &Settings) -> Result<Option<JwtVerifier>, String> {
+    if let Some(file) = &opts.jwt_public_key {
+        let path = file.display();
+        let pem = std::fs::read(file).map_err(|e| format!("auth.jwt_public_key {path}: {e}"))?;
+        if opts.jwt_secret.is_some() || opts.jwt_secret_file.is_some() {
+            eprintln!("sockeye: auth.jwt_public_key is set, so the HS256 secret is not used");
+        }
+        return JwtVerifier::from_public_key_pem(&pem, opts.jwt_algorithm)
             .map(Some)
-            .map_err(|e| format!("--jwt-public-key {path}: {e}"));
+            .map_err(|e| format!("auth.jwt_public_key {path}: {e}"));
     }
-    match std::env::var("JWT_SECRET") {
-        Ok(s) if !s.is_empty() => Ok(Some(JwtVerifier::hmac(s.as_bytes()))),
-        _ => Ok(None),
+    if let Some(path) = &opts.jwt_secret_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("auth.jwt_secret_file {}: {e}", path.display()))?;
+        let secret = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        if secret.is_empty() {
+            return Err(format!("auth.jwt_secret_file {}: the file is empty", path.display()));
+        }
+        return Ok(Some(JwtVerifier::hmac(secret.as_bytes())));
     }
+    Ok(opts.jwt_secret.as_ref().map(|s| JwtVerifier::hmac(s.expose().as_bytes())))
 }
 
 /// Where the web page's files are: --web-dir, else the source tree's web/ (a build from the
@@ -236,7 +125,7 @@ struct ChatRuntime {
     presence: std::thread::JoinHandle<()>,
 }
 
-fn install_chat(server: &mut ServerBuilder, opts: &Options) -> Result<ChatRuntime, String> {
+fn install_chat(server: &mut ServerBuilder, opts: &Settings) -> Result<ChatRuntime, String> {
     let verifier = verifier(opts)?;
     let (store, rooms) = Store::open(StoreConfig::new(opts.chat.data_dir.clone()))
         .map_err(|e| format!("cannot open the store in {}: {e}", opts.chat.data_dir.display()))?;
@@ -292,29 +181,22 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("token") {
         return token_command(&args[1..]);
     }
-    let opts = match parse_args(args) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("sockeye: {e}");
-            return ExitCode::from(2);
-        }
+    let opts = match settings(&args) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let mut server = ServerBuilder::new(opts.cfg.clone());
+    let mut server = ServerBuilder::new(opts.server_config());
     let mut chat_rt = None;
-    match opts.app.as_str() {
-        "chat" => match install_chat(&mut server, &opts) {
+    match opts.app {
+        App::Chat => match install_chat(&mut server, &opts) {
             Ok(rt) => chat_rt = Some(rt),
             Err(e) => {
                 eprintln!("sockeye: {e}");
                 return ExitCode::FAILURE;
             }
         },
-        "echo" => sockeye::apps::echo::install(&mut server),
-        "bench" => sockeye::apps::bench::install(&mut server),
-        other => {
-            eprintln!("sockeye: unknown app `{other}` (known: chat, echo, bench)");
-            return ExitCode::from(2);
-        }
+        App::Echo => sockeye::apps::echo::install(&mut server),
+        App::Bench => sockeye::apps::bench::install(&mut server),
     }
     let set = block_signals();
     let running = match server.start() {
