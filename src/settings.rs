@@ -901,6 +901,18 @@ pub static OPTIONS: &[Opt] = &[
             get: |s| path_text(&s.jwt_secret_file),
         },
     },
+    Opt {
+        key: "auth.expiry_disconnect",
+        flag: "--token-expiry-disconnect",
+        metavar: "on|off",
+        help: "disconnect a socket when its token expires (after an error event token_expired)",
+        unset: "",
+        kind: Kind::Choice {
+            choices: &["on", "off"],
+            set: |s, i| s.chat.disconnect_on_token_expiry = i == 0,
+            get: |s| usize::from(!s.chat.disconnect_on_token_expiry),
+        },
+    },
 ];
 
 /// Where a bad value or name came from.
