@@ -20,4 +20,5 @@ pub mod engineio;
 pub mod http;
 pub mod runtime;
 pub mod socketio;
+pub mod stats;
 pub mod store;
