@@ -83,7 +83,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long a kept-alive HTTP connection may stay idle between a response and the next
     /// request before it is closed. Counted from when the response was queued, so a client
-    /// still taking a large response is inside this time too.
+    /// still taking a large response is inside this time too. The default, 75 s, is longer
+    /// than nginx's upstream `keepalive_timeout` (60 s), so a proxy in front closes its idle
+    /// connections first and never sends a request into our close.
     pub keep_alive_idle_timeout: Duration,
     /// After `accept` fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
     /// ENOMEM), how long a core waits before it tries again: the connections still waiting
@@ -105,7 +107,7 @@ impl Default for Limits {
             handshake_rate_max_ips: 65_536,
             handshake_rate_exempt_loopback: true,
             header_read_timeout: Duration::from_secs(10),
-            keep_alive_idle_timeout: Duration::from_secs(60),
+            keep_alive_idle_timeout: Duration::from_secs(75),
             accept_retry_delay: Duration::from_millis(100),
         }
     }

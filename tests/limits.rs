@@ -240,3 +240,31 @@ fn handshake_flood_from_one_address_gets_429_after_the_burst() {
     s.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert!(read_response(&mut s).starts_with("HTTP/1.1 200"));
 }
+
+#[test]
+fn churn_of_short_connections_keeps_pending_deadlines() {
+    // Every short connection leaves a stale entry in the core's timer heap; past twice the
+    // live connections plus 1024 the heap is rebuilt from the live ones, and the slow client's
+    // deadline must survive that.
+    let srv = start(|c| {
+        c.cores = 1;
+        c.limits.header_read_timeout = Duration::from_secs(2);
+    });
+    let started = Instant::now();
+    let mut slow = connect(srv.port);
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    for _ in 0..2500 {
+        let mut s = connect(srv.port);
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(read_to_close(&mut s).expect("answered").starts_with("HTTP/1.1 200"));
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let answer = read_to_close(&mut slow).expect("slow connection closed at its deadline");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?}"
+    );
+    assert_eq!(srv.handle.stats().header_timeouts, 1);
+}
