@@ -53,8 +53,45 @@ pub struct Limits {
     pub max_attachments: usize,
     /// Rooms one socket may be in (its own room included).
     pub max_rooms_per_socket: usize,
-    /// Open connections per core; beyond it new connections are refused.
+    /// Open connections per core; beyond it a new connection gets `503` and is closed.
     pub max_connections_per_core: usize,
+    /// Open connections on the whole node (all cores together); beyond it a new connection
+    /// gets `503 Service Unavailable` (`Retry-After: 1`) and is closed. Counted with one shared
+    /// atomic, touched on accept and close only.
+    pub max_connections: usize,
+    /// New Engine.IO sessions (handshakes) one client address may open per second; 0 = no
+    /// limit. Beyond it the handshake is answered `429`. IPv6 addresses count per /64. The
+    /// budget is split evenly over the cores (each core sees only its own accepts), with at
+    /// least one handshake of burst per core.
+    ///
+    /// Behind a reverse proxy every client arrives from the proxy's address: a proxy on the
+    /// same host is loopback and exempt (see `handshake_rate_exempt_loopback`); for one on
+    /// another host, set 0 or raise it, and limit at the proxy.
+    pub max_handshakes_per_ip_per_sec: u32,
+    /// Handshakes one address may open at once before the rate applies; 0 = twice the rate.
+    pub handshake_burst_per_ip: u32,
+    /// Addresses each core tracks for the handshake rate. At the bound the least recently seen
+    /// half is forgotten (they start again with a full burst), so memory stays bounded whatever
+    /// number of addresses a flood comes from.
+    pub handshake_rate_max_ips: usize,
+    /// Loopback peers (a reverse proxy or load generator on the same host) are not limited by
+    /// the handshake rate.
+    pub handshake_rate_exempt_loopback: bool,
+    /// Time a connection has to send a complete request head, counted from accept or, on a
+    /// kept-alive connection, from the first byte of the request. A request body must keep
+    /// arriving: a connection whose body makes no progress for this long is closed too.
+    /// WebSockets and parked polls are exempt (the Engine.IO heartbeat covers them).
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive HTTP connection may stay idle between a response and the next
+    /// request before it is closed. Counted from when the response was queued, so a client
+    /// still taking a large response is inside this time too. The default, 75 s, is longer
+    /// than nginx's upstream `keepalive_timeout` (60 s), so a proxy in front closes its idle
+    /// connections first and never sends a request into our close.
+    pub keep_alive_idle_timeout: Duration,
+    /// After `accept` fails for lack of descriptors or memory (EMFILE, ENFILE, ENOBUFS,
+    /// ENOMEM), how long a core waits before it tries again: the connections still waiting
+    /// in the backlog raise no new readiness event.
+    pub accept_retry_delay: Duration,
 }
 
 impl Default for Limits {
@@ -65,6 +102,14 @@ impl Default for Limits {
             max_attachments: 16,
             max_rooms_per_socket: 1024,
             max_connections_per_core: 100_000,
+            max_connections: 100_000,
+            max_handshakes_per_ip_per_sec: 20,
+            handshake_burst_per_ip: 0,
+            handshake_rate_max_ips: 65_536,
+            handshake_rate_exempt_loopback: true,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_idle_timeout: Duration::from_secs(75),
+            accept_retry_delay: Duration::from_millis(100),
         }
     }
 }

@@ -23,4 +23,5 @@ pub mod metrics;
 pub mod runtime;
 pub mod settings;
 pub mod socketio;
+pub mod stats;
 pub mod store;

@@ -184,6 +184,8 @@ fn client_that_never_reads_is_dropped_without_stalling_others() {
     };
     eprintln!("drain took {:?}", drain_started.elapsed());
     assert!(closed, "slow consumer was not disconnected");
+    // Counted once, for the slow session; the fast one is fine.
+    assert_eq!(srv.handle.stats().slow_consumers, 1);
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::broker::rooms::Room;
 use crate::broker::shard::{EngineApp, Shard, ShardMsg};
 use crate::config::Config;
 use crate::runtime::{self, CoreHandle};
+use crate::stats::{CoreStats, NodeStats, StatsSnapshot};
 
 type Middleware = Box<dyn Fn(&Handshake) -> Result<(), ConnectError> + Send + Sync>;
 type ConnectHandler = Box<dyn Fn(&mut Socket<'_>) + Send + Sync>;
@@ -251,12 +252,24 @@ impl RunningServer {
 pub struct ServerHandle {
     pub(crate) cores: Arc<Vec<CoreHandle>>,
     pub(crate) adapter: Option<Arc<dyn Adapter>>,
+    pub(crate) stats: Arc<NodeStats>,
 }
 
 impl ServerHandle {
     /// Number of cores (event loops).
     pub fn cores(&self) -> usize {
         self.cores.len()
+    }
+
+    /// The limit counters of every core summed, and the open connection count (lock-free
+    /// reads; for `/metrics`).
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Each core's own counters, indexed by core.
+    pub fn core_stats(&self) -> &[Arc<CoreStats>] {
+        &self.stats.cores
     }
 
     /// Emit to every socket of namespace `ns` on every core.

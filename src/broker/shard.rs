@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use slab::Slab;
 
 use super::adapter::ClusterBroadcast;
+use super::ratelimit::HandshakeLimiter;
 use super::rooms::{Change, Room, RoomIndex};
 use crate::api::server::{Endpoint, ServerDef};
 use crate::api::{AckError, AckResponse, Args, DisconnectReason, Event, Handshake, HandshakeBase, Socket};
@@ -36,6 +37,7 @@ use crate::engineio::sid::{make_sid, sid_core};
 use crate::http::request::{Method, Request};
 use crate::http::response::write_simple;
 use crate::socketio::packet::{self as sio, Decoder, DecoderLimits, PacketKind};
+use crate::stats::CoreStats;
 
 /// Index of a core (event-loop thread).
 pub type CoreId = u8;
@@ -229,12 +231,17 @@ pub struct Shard {
     locals: HashMap<std::any::TypeId, Box<dyn std::any::Any>>,
     app_timers: HashMap<u64, AppTimer>,
     next_app_timer: u64,
+    /// Handshakes per client address (`Limits::max_handshakes_per_ip_per_sec`); `None` = off.
+    handshakes: Option<HandshakeLimiter>,
+    /// This core's counters; the shard writes the ones it decides.
+    stats: Arc<CoreStats>,
 }
 
 impl Shard {
     /// A shard for core `core` of `n_cores`; `seed` feeds the id generator.
     pub(crate) fn new(core: CoreId, n_cores: usize, def: Arc<ServerDef>, seed: u64, now: Instant) -> Shard {
         let namespaces = def.namespaces.iter().map(|_| NsState::default()).collect();
+        let handshakes = HandshakeLimiter::new(&def.config.limits, n_cores, now);
         Shard {
             core,
             n_cores,
@@ -256,7 +263,24 @@ impl Shard {
             locals: HashMap::new(),
             app_timers: HashMap::new(),
             next_app_timer: 0,
+            handshakes,
+            stats: Arc::new(CoreStats::default()),
         }
+    }
+
+    /// Count into `stats` (the runtime passes the core's entry of the node's counters).
+    pub(crate) fn set_stats(&mut self, stats: Arc<CoreStats>) {
+        self.stats = stats;
+    }
+
+    /// This core's counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+
+    /// Client addresses the handshake rate limit tracks now.
+    pub fn handshake_rate_tracked(&self) -> usize {
+        self.handshakes.as_ref().map_or(0, HandshakeLimiter::tracked)
     }
 
     /// This core's value of application state `T`, created with `T::default()` on first use.
@@ -500,6 +524,22 @@ impl Shard {
         }
         if self.shutting_down {
             return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
+        }
+        if let (Some(limiter), Some(addr)) = (&mut self.handshakes, remote)
+            && !limiter.allow(addr.ip(), self.now)
+        {
+            // Closed, so a flood pays a TCP handshake per attempt.
+            CoreStats::bump(&self.stats.handshakes_refused_rate);
+            let e = EioError::TooManyRequests;
+            let mut headers = self.def.config.cors.headers(origin);
+            headers.push(("Retry-After", "1".to_owned()));
+            return RequestOutcome::RespondClose(simple(
+                e.status(),
+                "application/json",
+                e.json().as_bytes(),
+                &headers,
+                false,
+            ));
         }
         let def = self.def.clone();
         let cfg = &def.config;
@@ -915,6 +955,9 @@ impl Shard {
     }
 
     fn close_session(&mut self, idx: u32, reason: CloseReason) {
+        if reason == CloseReason::SlowConsumer {
+            CoreStats::bump(&self.stats.slow_consumers);
+        }
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
             let generation = self.sockets[sock as usize].generation;

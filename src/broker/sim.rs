@@ -695,14 +695,20 @@ impl Sim {
         }
     }
 
-    /// A new TCP connection accepted by `core`.
+    /// A new TCP connection accepted by `core`, from 10.0.0.1.
     pub(crate) fn connect(&mut self, core: CoreId) -> ConnId {
+        let port = 40000 + self.conns.len() as u16;
+        self.connect_from(core, SocketAddr::from(([10, 0, 0, 1], port)))
+    }
+
+    /// A new TCP connection accepted by `core`, from `remote`.
+    pub(crate) fn connect_from(&mut self, core: CoreId, remote: SocketAddr) -> ConnId {
         let key = self.new_key(core);
         let id = self.conns.len();
         self.conns.push(SimConn {
             core,
             key,
-            remote: SocketAddr::from(([10, 0, 0, 1], 40000 + id as u16)),
+            remote,
             state: ServerSide::Http,
             rbuf: Vec::new(),
             out: Vec::new(),
@@ -2005,6 +2011,7 @@ mod tests {
         sim.ws_send(w.conn, &format!(r#"42["shout","none","{payload}"]"#));
         assert_eq!(log.take(), [format!("disconnect {id} slow consumer")]);
         assert_eq!(sim.shard(0).session_count(), 1);
+        assert_eq!(sim.shard(0).stats().snapshot().slow_consumers, 1);
         let r = sim.poll_post(0, &p.sid, &[Pkt::text("3")]);
         assert_eq!(r.status, 400);
         assert!(!sim.is_closed(w.conn));
@@ -2030,6 +2037,7 @@ mod tests {
         }
         assert!(n >= 8, "closed only past the limit ({n} messages)");
         assert_eq!(log.take(), [format!("disconnect {slow_id} slow consumer")]);
+        assert_eq!(sim.shard(0).stats().snapshot().slow_consumers, 1);
         assert_eq!(sim.ws_texts(fast.conn).len(), n, "a reader is not affected");
         assert!(!sim.is_closed(fast.conn));
     }
@@ -2089,6 +2097,120 @@ mod tests {
         assert!(sim.is_closed(ws));
         assert!(log.take().contains(&format!("disconnect {id} ping timeout")));
         assert_eq!(sim.shard(0).session_count(), 0);
+    }
+
+    // ----- handshakes per address ------------------------------------------------------------
+
+    /// Handshake limits: `rate` per second and `burst` for the node.
+    fn rate_limited(rate: u32, burst: u32) -> Config {
+        let mut cfg = conformance();
+        cfg.limits.max_handshakes_per_ip_per_sec = rate;
+        cfg.limits.handshake_burst_per_ip = burst;
+        cfg
+    }
+
+    fn from(ip: [u8; 4]) -> SocketAddr {
+        SocketAddr::from((ip, 50000))
+    }
+
+    /// A polling handshake from `remote` on `core`; returns the response.
+    fn handshake_from(sim: &mut Sim, core: CoreId, remote: SocketAddr) -> (ConnId, HttpResponse) {
+        let conn = sim.connect_from(core, remote);
+        sim.client_write(conn, &get_request(None));
+        let r = sim.take_response(conn).expect("handshake answered");
+        (conn, r)
+    }
+
+    #[test]
+    fn handshake_flood_from_one_address_is_refused_with_429_after_the_burst() {
+        // 2 per second, burst 4: one new handshake every 500 ms once the burst is spent.
+        let (mut sim, _log) = sim_with(1, rate_limited(2, 4));
+        let ip = from([192, 0, 2, 7]);
+        for _ in 0..4 {
+            assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 200);
+        }
+        let (conn, r) = handshake_from(&mut sim, 0, ip);
+        assert_eq!(r.status, 429, "{r:?}");
+        assert_eq!(r.body_str(), r#"{"code":6,"message":"Too many requests"}"#);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(sim.is_closed(conn), "a refused handshake closes its connection");
+        // A WebSocket handshake is refused the same way, before any upgrade.
+        let ws = sim.connect_from(0, ip);
+        sim.client_write(ws, &ws_request(None));
+        assert_eq!(sim.take_response(ws).expect("answered").status, 429);
+        assert!(sim.ws_take(ws).is_empty());
+        assert_eq!(sim.shard(0).session_count(), 4, "refused handshakes create no session");
+        // Another address is not affected, nor are the sessions already open.
+        let (_, r) = handshake_from(&mut sim, 0, from([192, 0, 2, 8]));
+        assert_eq!(r.status, 200);
+        let [Pkt::Text(open)] = &r.packets()[..] else { panic!("{r:?}") };
+        let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+        sim.post_ok(0, open["sid"].as_str().unwrap(), &[Pkt::text("40")]);
+        // The bucket refills at the rate, in virtual time.
+        sim.advance_ms(400);
+        assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 429);
+        sim.advance_ms(150);
+        assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 200);
+        assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 429);
+        assert_eq!(sim.shard(0).stats().snapshot().handshakes_refused_rate, 4);
+    }
+
+    #[test]
+    fn handshake_rate_is_split_over_the_cores() {
+        let (mut sim, _log) = sim_with(2, rate_limited(2, 4));
+        let ip = from([192, 0, 2, 7]);
+        for core in 0..2 {
+            let statuses: Vec<u16> = (0..4).map(|_| handshake_from(&mut sim, core, ip).1.status).collect();
+            assert_eq!(statuses, [200, 200, 429, 429], "core {core}: burst 4 / 2 cores");
+        }
+        // One per second per core.
+        sim.advance_ms(1000);
+        assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 200);
+        assert_eq!(handshake_from(&mut sim, 0, ip).1.status, 429);
+    }
+
+    #[test]
+    fn handshake_rate_off_and_loopback_exempt() {
+        let (mut sim, _log) = sim_with(1, rate_limited(0, 0));
+        for _ in 0..100 {
+            assert_eq!(handshake_from(&mut sim, 0, from([192, 0, 2, 7])).1.status, 200);
+        }
+        assert_eq!(sim.shard(0).handshake_rate_tracked(), 0);
+        let (mut sim, _log) = sim_with(1, rate_limited(1, 1));
+        for _ in 0..100 {
+            assert_eq!(handshake_from(&mut sim, 0, from([127, 0, 0, 1])).1.status, 200);
+        }
+        let mut cfg = rate_limited(1, 1);
+        cfg.limits.handshake_rate_exempt_loopback = false;
+        let (mut sim, _log) = sim_with(1, cfg);
+        assert_eq!(handshake_from(&mut sim, 0, from([127, 0, 0, 1])).1.status, 200);
+        assert_eq!(handshake_from(&mut sim, 0, from([127, 0, 0, 1])).1.status, 429);
+    }
+
+    #[test]
+    fn handshake_rate_map_stays_bounded_and_forgets_idle_addresses() {
+        let mut cfg = rate_limited(1, 1);
+        cfg.limits.handshake_rate_max_ips = 16;
+        // Sessions of the flood must not time out in between: only the map is under test.
+        cfg.connect_timeout = Duration::from_secs(3600);
+        let (mut sim, _log) = sim_with(1, cfg);
+        let heavy = from([198, 51, 100, 1]);
+        assert_eq!(handshake_from(&mut sim, 0, heavy).1.status, 200);
+        assert_eq!(handshake_from(&mut sim, 0, heavy).1.status, 429);
+        // A flood from 1000 addresses, one handshake each: all pass (each is new), and the
+        // map never holds more than its bound.
+        for n in 0..1000u32 {
+            let [_, b, c, d] = n.to_be_bytes();
+            assert_eq!(handshake_from(&mut sim, 0, from([10, b, c, d])).1.status, 200);
+            assert!(sim.shard(0).handshake_rate_tracked() <= 16);
+        }
+        // Idle for longer than two refills: the next handshake forgets everything, which only
+        // drops full buckets.
+        sim.advance_ms(2_000);
+        assert!(sim.shard(0).handshake_rate_tracked() > 1);
+        assert_eq!(handshake_from(&mut sim, 0, heavy).1.status, 200);
+        assert_eq!(sim.shard(0).handshake_rate_tracked(), 1);
     }
 
     // ----- 12. malformed input --------------------------------------------------------------

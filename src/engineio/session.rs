@@ -197,7 +197,8 @@ pub enum SessionEvent {
     Closed(CloseReason),
 }
 
-/// Engine.IO HTTP errors, answered with status 400 and `{"code":N,"message":"..."}`.
+/// Engine.IO HTTP errors, answered with status 400 and `{"code":N,"message":"..."}`
+/// (403 and 429 where [`EioError::status`] says so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EioError {
     UnknownTransport,
@@ -206,6 +207,10 @@ pub enum EioError {
     BadRequest,
     Forbidden,
     UnsupportedProtocolVersion,
+    /// Too many handshakes from one address (`Limits::max_handshakes_per_ip_per_sec`). The
+    /// reference server has no such limit, so code 6 is sockeye's own; clients only see a
+    /// failed request either way.
+    TooManyRequests,
 }
 
 impl EioError {
@@ -217,6 +222,7 @@ impl EioError {
             EioError::BadRequest => 3,
             EioError::Forbidden => 4,
             EioError::UnsupportedProtocolVersion => 5,
+            EioError::TooManyRequests => 6,
         }
     }
 
@@ -228,6 +234,7 @@ impl EioError {
             EioError::BadRequest => "Bad request",
             EioError::Forbidden => "Forbidden",
             EioError::UnsupportedProtocolVersion => "Unsupported protocol version",
+            EioError::TooManyRequests => "Too many requests",
         }
     }
 
@@ -236,9 +243,13 @@ impl EioError {
         format!("{{\"code\":{},\"message\":\"{}\"}}", self.code(), self.message())
     }
 
-    /// HTTP status: 403 for `Forbidden`, 400 otherwise.
+    /// HTTP status: 403 for `Forbidden`, 429 for `TooManyRequests`, 400 otherwise.
     pub fn status(self) -> u16 {
-        if self == EioError::Forbidden { 403 } else { 400 }
+        match self {
+            EioError::Forbidden => 403,
+            EioError::TooManyRequests => 429,
+            _ => 400,
+        }
     }
 }
 

@@ -2,11 +2,31 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use crate::broker::SessionKey;
 use crate::http::websocket;
+
+/// What a connection is waiting for, as far as its read timeouts go (see `Core::refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Nothing: a WebSocket or a parked poll (the Engine.IO heartbeat covers them).
+    Exempt,
+    /// The first request since accept: `header_read_timeout` from accept.
+    First,
+    /// The next request on a kept-alive connection that has read `n` requests:
+    /// `keep_alive_idle_timeout` from the last one.
+    Idle(u64),
+    /// The rest of a request head whose first bytes came after `n` requests:
+    /// `header_read_timeout` from then.
+    Head(u64),
+    /// The rest of the body of request `n + 1`: `header_read_timeout` from the last progress.
+    Body(u64),
+    /// Closing, its last output not yet taken: `header_read_timeout` to take it.
+    Closing,
+}
 
 /// What a connection is carrying now.
 pub(crate) enum ConnState {
@@ -30,6 +50,14 @@ pub(crate) struct Conn {
     pub(crate) closing: bool,
     /// In the core's list of connections to flush this turn.
     pub(crate) dirty: bool,
+    /// Requests read on this connection so far.
+    pub(crate) requests: u64,
+    pub(crate) wait: Wait,
+    /// When the connection is closed unless something happens first (see [`Wait`]).
+    pub(crate) deadline: Option<Instant>,
+    /// The entry in the core's timer heap for this connection: re-armed only when the
+    /// deadline moves earlier; a later deadline is picked up when the armed one fires.
+    pub(crate) armed: Option<Instant>,
 }
 
 /// Result of reading what the socket has.
@@ -44,7 +72,13 @@ pub(crate) enum ReadOutcome {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, generation: u32, remote: Option<SocketAddr>, rbuf: Vec<u8>) -> Conn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        generation: u32,
+        remote: Option<SocketAddr>,
+        rbuf: Vec<u8>,
+        deadline: Instant,
+    ) -> Conn {
         Conn {
             stream,
             generation,
@@ -55,6 +89,10 @@ impl Conn {
             state: ConnState::Http,
             closing: false,
             dirty: false,
+            requests: 0,
+            wait: Wait::First,
+            deadline: Some(deadline),
+            armed: None,
         }
     }
 

@@ -4,7 +4,16 @@
 //! inbox; read every ready connection and feed what it carries to the shard; run due timers;
 //! let the shard flush its sessions; apply its connection commands; send its messages to other
 //! cores; write every connection that got output (once per turn, Redis `beforeSleep` style).
+//!
+//! Connection timeouts (slow request heads, idle keep-alive connections) live in a binary heap
+//! with lazy deletion, like the shard's: an entry carries the connection's generation, and a
+//! connection re-arms only when its deadline moves earlier, so the common request/response
+//! round trip costs no heap operation. Stale entries of closed connections are dropped when
+//! they surface, or all at once when the heap grows past twice the live connections.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,13 +24,22 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::{Conn, ConnState, ReadOutcome};
+use super::conn::{Conn, ConnState, ReadOutcome, Wait};
 use super::{CoreHandle, CoreMsg, LISTENER, WAKER};
 use crate::api::server::ServerDef;
 use crate::broker::{ConnCmd, ConnKey, RequestOutcome, Shard};
 use crate::engineio::session::WsInput;
 use crate::http::request::{Limits, Parse, parse_request};
 use crate::http::websocket::{self, Message};
+use crate::stats::{CoreStats, NodeStats};
+
+/// The answer to a connection beyond `max_connections` (or `max_connections_per_core`).
+const REFUSED_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections";
+
+/// Written (when nothing else is pending) to a connection whose request did not arrive in time.
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+Content-Length: 15\r\nConnection: close\r\n\r\nrequest timeout";
 
 pub(crate) struct Core {
     id: u8,
@@ -38,6 +56,19 @@ pub(crate) struct Core {
     ws_limits: websocket::DecoderLimits,
     max_output: usize,
     max_conns: usize,
+    /// Node-wide connection limit, checked against `node.open_connections`.
+    max_total_conns: usize,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    accept_retry_delay: Duration,
+    /// After `accept` failed for lack of resources: when to try again.
+    accept_retry_at: Option<Instant>,
+    /// Connection deadlines: (deadline, slab index, generation), earliest first.
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// The time of this loop turn (read once per turn).
+    now: Instant,
+    node: Arc<NodeStats>,
+    stats: Arc<CoreStats>,
     /// Set by a shutdown: the moment after which the core exits whatever is left.
     stopping: Option<Instant>,
     shutdown_timeout: Duration,
@@ -51,8 +82,9 @@ impl Core {
         mut listener: TcpListener,
         inbox: Receiver<CoreMsg>,
         peers: Arc<Vec<CoreHandle>>,
-        sleeping: Arc<AtomicBool>,
+        node: Arc<NodeStats>,
     ) -> std::io::Result<Core> {
+        let sleeping = peers[id as usize].sleeping.clone();
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let cfg = &def.config;
         let http_limits = Limits {
@@ -70,12 +102,17 @@ impl Core {
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
             ^ ((id as u64) << 56);
         let n = peers.len();
+        let stats = node.cores[id as usize].clone();
+        let now = Instant::now();
+        let mut shard = Shard::new(id, n, def.clone(), seed, now);
+        shard.set_stats(stats.clone());
+        let limits = &def.config.limits;
         Ok(Core {
             id,
             poll,
             listener,
             conns: Slab::new(),
-            shard: Shard::new(id, n, def, seed, Instant::now()),
+            shard,
             inbox,
             peers,
             sleeping,
@@ -85,6 +122,15 @@ impl Core {
             ws_limits,
             max_output,
             max_conns,
+            max_total_conns: limits.max_connections,
+            header_timeout: limits.header_read_timeout,
+            idle_timeout: limits.keep_alive_idle_timeout,
+            accept_retry_delay: limits.accept_retry_delay,
+            accept_retry_at: None,
+            timers: BinaryHeap::new(),
+            now,
+            node,
+            stats,
             stopping: None,
             shutdown_timeout,
         })
@@ -105,6 +151,12 @@ impl Core {
             }
             self.sleeping.store(false, Ordering::SeqCst);
             self.tick();
+            if self.accept_retry_at.is_some_and(|t| self.now >= t) {
+                self.accept_retry_at = None;
+                if self.stopping.is_none() {
+                    self.accept();
+                }
+            }
             // Inbox first: a message another core sent before answering a client (a room's
             // first member, say) is then applied before any request that client sends here
             // after seeing that answer.
@@ -124,6 +176,7 @@ impl Core {
                 }
             }
             self.shard.handle_timeouts();
+            self.handle_conn_timeouts();
             self.settle();
             if let Some(deadline) = self.stopping
                 && ((self.shard.session_count() == 0 && self.conns.is_empty()) || Instant::now() >= deadline)
@@ -135,7 +188,8 @@ impl Core {
 
     fn tick(&mut self) {
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        self.shard.set_time(Instant::now(), wall);
+        self.now = Instant::now();
+        self.shard.set_time(self.now, wall);
     }
 
     fn next_timeout(&self) -> Option<Duration> {
@@ -143,7 +197,12 @@ impl Core {
             // While draining, poll briefly so the loop can notice it is done.
             return Some(Duration::from_millis(50));
         }
-        self.shard.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()))
+        let conn = self.timers.peek().map(|Reverse((t, _, _))| *t);
+        [self.shard.poll_timeout(), conn, self.accept_retry_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(Instant::now()))
     }
 
     /// Let the shard finish the turn and carry out what it asks, until nothing is left.
@@ -198,24 +257,58 @@ impl Core {
     }
 
     fn accept(&mut self) {
+        use std::io::ErrorKind;
         loop {
             match self.listener.accept() {
                 Ok((stream, addr)) => {
-                    if self.stopping.is_some() || self.conns.len() >= self.max_conns {
+                    if self.stopping.is_some() {
                         drop(stream);
                         continue;
                     }
+                    if self.conns.len() >= self.max_conns || !self.take_slot() {
+                        CoreStats::bump(&self.stats.connections_refused_limit);
+                        refuse_connection(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
-                    self.insert(stream, Some(addr), Vec::new());
+                    if self.insert(stream, Some(addr), Vec::new()).is_some() {
+                        CoreStats::bump(&self.stats.connections_accepted);
+                    }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // Out of descriptors or similar: stop accepting this turn.
-                Err(_) => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // That one connection is gone; the next may be fine.
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset) => {
+                    CoreStats::bump(&self.stats.accept_errors);
+                }
+                // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connections
+                // left in the backlog raise no new edge, so try again on a timer rather than at
+                // the next arrival, which may never come.
+                Err(_) => {
+                    CoreStats::bump(&self.stats.accept_errors);
+                    self.accept_retry_at = Some(self.now + self.accept_retry_delay);
+                    return;
+                }
             }
         }
     }
 
+    /// Count one more open connection on the node, unless that would pass `max_connections`.
+    fn take_slot(&self) -> bool {
+        let open = &self.node.open_connections;
+        if open.fetch_add(1, Ordering::Relaxed) >= self.max_total_conns {
+            open.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release_slot(&self) {
+        self.node.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Register a connection (new, or handed over with `rbuf` from another core). Its slot in
+    /// the node's count is already taken; it is given back if the connection is dropped here.
     fn insert(
         &mut self,
         mut stream: mio::net::TcpStream,
@@ -231,10 +324,116 @@ impl Core {
             .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
+            self.release_slot();
             return None;
         }
-        entry.insert(Conn::new(stream, self.generation, remote, rbuf));
+        entry.insert(Conn::new(stream, self.generation, remote, rbuf, self.now + self.header_timeout));
+        self.arm(i);
         Some(i)
+    }
+
+    // ----- connection timeouts --------------------------------------------------------------
+
+    /// Recompute what the connection waits for and its deadline after its state or input
+    /// changed (see [`Wait`]). Cheap: no heap operation unless the deadline moves earlier.
+    fn refresh(&mut self, i: usize) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(i) else {
+            return;
+        };
+        let wait = if c.closing {
+            Wait::Closing
+        } else {
+            match c.state {
+                ConnState::Ws { .. } | ConnState::Parked { .. } => Wait::Exempt,
+                ConnState::Http if c.rbuf.is_empty() => {
+                    if c.requests == 0 {
+                        Wait::First
+                    } else {
+                        Wait::Idle(c.requests)
+                    }
+                }
+                ConnState::Http if head_complete(&c.rbuf, self.http_limits.max_header_bytes) => {
+                    Wait::Body(c.requests)
+                }
+                ConnState::Http => Wait::Head(c.requests),
+            }
+        };
+        let previous = std::mem::replace(&mut c.wait, wait);
+        match wait {
+            Wait::Exempt => c.deadline = None,
+            // A body that keeps arriving keeps its connection.
+            Wait::Body(_) => c.deadline = Some(now + self.header_timeout),
+            _ if wait == previous => {}
+            // The first head still counts from accept.
+            Wait::First | Wait::Head(0) if previous == Wait::First => {}
+            Wait::First | Wait::Head(_) | Wait::Closing => c.deadline = Some(now + self.header_timeout),
+            Wait::Idle(_) => c.deadline = Some(now + self.idle_timeout),
+        }
+        self.arm(i);
+    }
+
+    fn arm(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let Some(d) = c.deadline else {
+            return;
+        };
+        if c.armed.is_some_and(|a| a <= d) {
+            return;
+        }
+        c.armed = Some(d);
+        self.timers.push(Reverse((d, i as u32, c.generation)));
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            // Mostly entries of closed connections: rebuild from the live ones. Amortised
+            // O(1): the next rebuild needs as many pushes again.
+            self.timers = self
+                .conns
+                .iter_mut()
+                .filter_map(|(i, c)| {
+                    c.armed = c.deadline;
+                    c.deadline.map(|d| Reverse((d, i as u32, c.generation)))
+                })
+                .collect();
+        }
+    }
+
+    /// Close every connection whose deadline passed.
+    fn handle_conn_timeouts(&mut self) {
+        while let Some(&Reverse((t, idx, generation))) = self.timers.peek() {
+            if t > self.now {
+                break;
+            }
+            self.timers.pop();
+            let i = idx as usize;
+            let Some(c) = self.conns.get_mut(i) else {
+                continue;
+            };
+            if c.generation != generation || c.armed != Some(t) {
+                continue;
+            }
+            c.armed = None;
+            match c.deadline {
+                None => {}
+                Some(d) if d > self.now => self.arm(i),
+                Some(_) => self.expire(i),
+            }
+        }
+    }
+
+    fn expire(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        match c.wait {
+            Wait::Idle(_) => CoreStats::bump(&self.stats.idle_timeouts),
+            Wait::First | Wait::Head(_) | Wait::Body(_) => {
+                CoreStats::bump(&self.stats.header_timeouts);
+                if !c.rbuf.is_empty() && c.pending() == 0 {
+                    // A request had started: tell it why, best effort, without waiting.
+                    let _ = c.stream.write(TIMEOUT_408);
+                }
+            }
+            Wait::Closing | Wait::Exempt => {}
+        }
+        self.close(i, true);
     }
 
     fn key(&self, i: usize) -> ConnKey {
@@ -284,6 +483,7 @@ impl Core {
         self.consume_input(i);
         if let Some(c) = self.conns.get_mut(i) {
             c.release_input();
+            self.refresh(i);
         }
     }
 
@@ -337,6 +537,7 @@ impl Core {
                 return false;
             }
         };
+        c.requests += 1;
         let outcome = self.shard.handle_request(key, &req, c.remote);
         let c = &mut self.conns[i];
         match outcome {
@@ -508,6 +709,7 @@ impl Core {
                 c.state = ConnState::Http;
                 c.closing = true;
                 self.mark_dirty(i);
+                self.refresh(i);
             }
         }
     }
@@ -517,8 +719,10 @@ impl Core {
     fn check_output(&mut self, i: usize) {
         if self.conns[i].pending() > self.max_output {
             let key = self.key(i);
-            if let Some(session) = self.conns[i].session() {
-                self.shard.handle_slow_consumer(key, session);
+            match self.conns[i].session() {
+                // Counted by the shard, once per session.
+                Some(session) => self.shard.handle_slow_consumer(key, session),
+                None => CoreStats::bump(&self.stats.slow_consumers),
             }
             self.close(i, true);
         }
@@ -562,8 +766,37 @@ impl Core {
         let key = self.key(i);
         let mut c = self.conns.remove(i);
         let _ = self.poll.registry().deregister(&mut c.stream);
+        self.release_slot();
         if let Some(session) = c.session() {
             self.shard.handle_conn_closed(key, session, error);
+        }
+    }
+}
+
+impl Drop for Core {
+    /// Connections still open when the core exits close with it.
+    fn drop(&mut self) {
+        self.node.open_connections.fetch_sub(self.conns.len(), Ordering::Relaxed);
+    }
+}
+
+/// Whether `buf` holds a complete request head (only looked at while a request is partial).
+fn head_complete(buf: &[u8], max_header_bytes: usize) -> bool {
+    buf[..buf.len().min(max_header_bytes + 4)].windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// Answer a connection over the limit with `503` and close it. The socket is new, so the short
+/// answer fits its send buffer; what the client already sent is read first, so the close is a
+/// FIN after the answer rather than a reset.
+fn refuse_connection(stream: mio::net::TcpStream) {
+    let mut s = &stream;
+    let _ = s.write(REFUSED_503);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        match s.read(&mut scratch) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
         }
     }
 }

@@ -21,6 +21,7 @@ use mio::{Poll, Token, Waker};
 use crate::api::ServerHandle;
 use crate::api::server::{RunningServer, ServerDef};
 use crate::broker::ShardMsg;
+use crate::stats::NodeStats;
 
 pub(crate) const WAKER: Token = Token(usize::MAX - 1);
 pub(crate) const LISTENER: Token = Token(usize::MAX - 2);
@@ -112,34 +113,31 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
     let mut polls = Vec::new();
     let mut handles = Vec::new();
     let mut inboxes: Vec<Receiver<CoreMsg>> = Vec::new();
-    let mut flags = Vec::new();
     for _ in 0..n {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let sleeping = Arc::new(AtomicBool::new(false));
-        handles.push(CoreHandle { tx, waker, sleeping: sleeping.clone() });
+        handles.push(CoreHandle { tx, waker, sleeping: Arc::new(AtomicBool::new(false)) });
         polls.push(poll);
         inboxes.push(rx);
-        flags.push(sleeping);
     }
     let peers = Arc::new(handles);
+    let stats = Arc::new(NodeStats::new(n));
     // The application learns its handle before any connection is served, so nothing a core
     // does can find it missing.
-    let handle = ServerHandle { cores: peers.clone(), adapter: def.adapter.clone() };
+    let handle = ServerHandle { cores: peers.clone(), adapter: def.adapter.clone(), stats: stats.clone() };
     let hooks = std::mem::take(&mut *def.on_start.lock().unwrap_or_else(|p| p.into_inner()));
     for hook in hooks {
         hook(&handle);
     }
     let mut threads = Vec::new();
-    for (i, ((poll, rx), (listener, sleeping))) in
-        polls.into_iter().zip(inboxes).zip(listeners.into_iter().zip(flags)).enumerate()
-    {
+    for (i, ((poll, rx), listener)) in polls.into_iter().zip(inboxes).zip(listeners).enumerate() {
         let def = def.clone();
         let peers = peers.clone();
+        let stats = stats.clone();
         let t = std::thread::Builder::new().name(format!("sockeye-core-{i}")).spawn(move || {
             let listener = mio::net::TcpListener::from_std(listener);
-            match core::Core::new(i as u8, def, poll, listener, rx, peers, sleeping) {
+            match core::Core::new(i as u8, def, poll, listener, rx, peers, stats) {
                 Ok(mut c) => c.run(),
                 Err(e) => eprintln!("sockeye: core {i} failed to start: {e}"),
             }
