@@ -131,6 +131,9 @@ pub struct Config {
     pub engine: EngineConfig,
     pub limits: Limits,
     pub cors: Cors,
+    /// Proxies whose `X-Forwarded-For` entries are believed (`http::forwarded`); empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: Vec<crate::http::forwarded::IpNet>,
     /// TCP listen backlog (at least 1024).
     pub backlog: i32,
     /// After a shutdown starts, how long a core keeps delivering close packets (a polling
@@ -150,6 +153,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             limits: Limits::default(),
             cors: Cors::permissive(),
+            trusted_proxies: Vec::new(),
             backlog: 1024,
             shutdown_timeout: Duration::from_millis(3000),
         }

@@ -427,6 +427,11 @@ fn url_path(s: &str) -> Result<(), String> {
     }
 }
 
+/// An address or CIDR range.
+fn ip_net(s: &str) -> Result<(), String> {
+    s.parse::<crate::http::forwarded::IpNet>().map(|_| ())
+}
+
 /// `scheme://host[:port]`, as browsers send it in `Origin`.
 fn origin(s: &str) -> Result<(), String> {
     let ok = s.split_once("://").is_some_and(|(scheme, rest)| {
@@ -552,6 +557,18 @@ pub static OPTIONS: &[Opt] = &[
         help: "browser origins allowed (https://app.example.com); none allows any origin",
         unset: "",
         kind: Kind::List { check: origin, set: |s, v| s.cors_origins = v, get: |s| s.cors_origins.clone() },
+    },
+    Opt {
+        key: "trusted_proxies",
+        flag: "--trusted-proxy",
+        metavar: "CIDR",
+        help: "proxy address or range whose X-Forwarded-For is believed (10.0.0.0/8); none: the peer is the client",
+        unset: "",
+        kind: Kind::List {
+            check: ip_net,
+            set: |s, v| s.server.trusted_proxies = v.iter().filter_map(|n| n.parse().ok()).collect(),
+            get: |s| s.server.trusted_proxies.iter().map(|n| n.to_string()).collect(),
+        },
     },
     Opt {
         key: "engine.ping_interval_ms",

@@ -525,6 +525,16 @@ impl Shard {
         if self.shutting_down {
             return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
         }
+        // Behind trusted proxies, the client is named by X-Forwarded-For (the port is unknown).
+        let remote = remote.map(|peer| {
+            let trusted = &self.def.config.trusted_proxies;
+            if trusted.is_empty() {
+                return peer;
+            }
+            let xff = req.headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str());
+            let client = crate::http::forwarded::client_ip(peer.ip(), xff, trusted);
+            if client == peer.ip() { peer } else { SocketAddr::new(client, 0) }
+        });
         if let (Some(limiter), Some(addr)) = (&mut self.handshakes, remote)
             && !limiter.allow(addr.ip(), self.now)
         {

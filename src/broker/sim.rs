@@ -2157,6 +2157,34 @@ mod tests {
     }
 
     #[test]
+    fn behind_a_trusted_proxy_the_limit_applies_per_forwarded_client() {
+        let mut cfg = rate_limited(1, 2);
+        cfg.trusted_proxies = vec!["192.0.2.1".parse().unwrap()];
+        let (mut sim, _log) = sim_with(1, cfg);
+        let proxy = from([192, 0, 2, 1]);
+        let via = |client: &str| {
+            let raw = String::from_utf8(get_request(None)).unwrap();
+            raw.replacen("\r\n", &format!("\r\nX-Forwarded-For: {client}\r\n"), 1).into_bytes()
+        };
+        let mut status = |sim: &mut Sim, peer: SocketAddr, client: &str| {
+            let conn = sim.connect_from(0, peer);
+            sim.client_write(conn, &via(client));
+            sim.take_response(conn).expect("answered").status
+        };
+        // Two clients behind the proxy each get their own burst of 2.
+        for client in ["198.51.100.1", "198.51.100.2"] {
+            assert_eq!(status(&mut sim, proxy, client), 200);
+            assert_eq!(status(&mut sim, proxy, client), 200);
+            assert_eq!(status(&mut sim, proxy, client), 429, "{client}: burst spent");
+        }
+        // An untrusted peer cannot dodge the limit by writing the header itself.
+        let liar = from([203, 0, 113, 5]);
+        assert_eq!(status(&mut sim, liar, "198.51.100.3"), 200);
+        assert_eq!(status(&mut sim, liar, "198.51.100.4"), 200);
+        assert_eq!(status(&mut sim, liar, "198.51.100.5"), 429);
+    }
+
+    #[test]
     fn handshake_rate_is_split_over_the_cores() {
         let (mut sim, _log) = sim_with(2, rate_limited(2, 4));
         let ip = from([192, 0, 2, 7]);

@@ -42,6 +42,12 @@ impl FromStr for IpNet {
     }
 }
 
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 impl IpNet {
     /// Whether `ip` is in this range. An IPv4-mapped IPv6 address matches IPv4 ranges.
     pub fn contains(&self, ip: IpAddr) -> bool {
