@@ -2166,7 +2166,7 @@ mod tests {
             let raw = String::from_utf8(get_request(None)).unwrap();
             raw.replacen("\r\n", &format!("\r\nX-Forwarded-For: {client}\r\n"), 1).into_bytes()
         };
-        let mut status = |sim: &mut Sim, peer: SocketAddr, client: &str| {
+        let status = |sim: &mut Sim, peer: SocketAddr, client: &str| {
             let conn = sim.connect_from(0, peer);
             sim.client_write(conn, &via(client));
             sim.take_response(conn).expect("answered").status
