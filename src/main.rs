@@ -185,6 +185,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // Before any thread starts (the chat's store and presence threads included): threads
+    // inherit the mask, and a thread that did not block SIGTERM would take it and die.
+    let set = block_signals();
     let mut server = ServerBuilder::new(opts.server_config());
     let mut chat_rt = None;
     match opts.app {
@@ -198,7 +201,6 @@ fn main() -> ExitCode {
         App::Echo => sockeye::apps::echo::install(&mut server),
         App::Bench => sockeye::apps::bench::install(&mut server),
     }
-    let set = block_signals();
     let running = match server.start() {
         Ok(r) => r,
         Err(e) => {
