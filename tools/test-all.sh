@@ -5,12 +5,14 @@
 #   1. installs the interop test dependencies: `npm ci` in tests/interop, and a virtual
 #      environment in tests/interop/.venv with tests/interop/requirements.txt; and the browser
 #      test's: `npm ci` in web/ (which also provides the page's socket.io-client) and Debian's
-#      chromium at /usr/bin/chromium when it is missing (as root, with apt-get);
+#      chromium at /usr/bin/chromium when it is missing (as root, with apt-get); and Debian's
+#      nginx when no nginx is found, for the interop suites through nginx;
 #   2. checks formatting and lints: `cargo fmt --check`, `cargo clippy --all-targets -D warnings`;
 #   3. runs every test: `cargo test --release` (unit, property, simulation, the interop suites
 #      in tests/interop.rs, which drive the release binary with socket.io-client and
-#      python-socketio, and the browser test in tests/browser.rs, which drives the chat page in
-#      Chromium);
+#      python-socketio, the same suites through nginx with deploy/nginx/sockeye.conf in
+#      tests/interop_proxy.rs, and the browser test in tests/browser.rs, which drives the chat
+#      page in Chromium);
 #      plus the load generator's own checks (tools/sockeye-bench) and the bench summary tests;
 #   4. fuzzes: every `cargo fuzz list` target for FUZZ_SECONDS (default 30) seconds each, when
 #      fuzz/Cargo.toml exists, installing cargo-fuzz if it is missing.
@@ -19,7 +21,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS=N          seconds per fuzz target (default 30; 0 skips fuzzing, loudly)
-#   SOCKEYE_SKIP_INTEROP=1  skip the interop suites inside `cargo test` (loudly)
+#   SOCKEYE_SKIP_INTEROP=1  skip the interop suites inside `cargo test` (loudly), nginx included
 #   SOCKEYE_SKIP_BROWSER=1  skip the browser test inside `cargo test` (loudly)
 set -euo pipefail
 
@@ -113,6 +115,40 @@ ensure_chromium() {
   "$CHROMIUM" --version
 }
 
+# nginx, wherever it is: PATH, else Debian's /usr/sbin (often not on a non-root PATH).
+find_nginx() {
+  local candidate
+  for candidate in "$(command -v nginx 2>/dev/null || true)" /usr/sbin/nginx /usr/local/sbin/nginx; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# The interop suites also run through nginx (tests/interop_proxy.rs, deploy/nginx/). Only the
+# binary is used: the test starts its own nginx as a child with a config in a temporary directory,
+# never the system service (which the package starts on port 80 where systemd runs).
+ensure_nginx() {
+  local nginx
+  if ! nginx=$(find_nginx); then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "nginx is missing; installing Debian's nginx" >&2
+      if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; } ||
+        ! nginx=$(find_nginx); then
+        echo "apt-get install nginx failed, or gave no nginx binary" >&2
+        return 1
+      fi
+    else
+      echo "nginx is missing: install Debian's nginx (apt-get install nginx) as root," >&2
+      echo "or set SOCKEYE_SKIP_INTEROP=1 to skip the interop tests" >&2
+      return 1
+    fi
+  fi
+  "$nginx" -v
+}
+
 python_venv() {
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     rm -rf "$VENV"
@@ -191,6 +227,12 @@ setup "required tools" require_tools
 setup "npm ci (tests/interop)" npm_ci
 setup "python venv (tests/interop/.venv)" python_venv
 setup "npm ci (web)" npm_ci_web
+if [ "${SOCKEYE_SKIP_INTEROP:-}" = "1" ]; then
+  echo "!!! SOCKEYE_SKIP_INTEROP=1: nginx not checked, interop tests through nginx SKIPPED !!!"
+  SUMMARY+=("SKIP  nginx and the interop tests through it (SOCKEYE_SKIP_INTEROP=1)")
+else
+  setup "nginx (Debian's nginx)" ensure_nginx
+fi
 if [ "${SOCKEYE_SKIP_BROWSER:-}" = "1" ]; then
   echo "!!! SOCKEYE_SKIP_BROWSER=1: chromium not checked, browser test SKIPPED !!!"
   SUMMARY+=("SKIP  chromium and the browser test (SOCKEYE_SKIP_BROWSER=1)")
