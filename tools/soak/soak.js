@@ -361,7 +361,11 @@ function readProc(pid) {
     const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
     const threads = /^Threads:\s+(\d+)/m.exec(status);
     const fds = fs.readdirSync(`/proc/${pid}/fd`).length;
-    return { rssKiB: rss ? Number(rss[1]) : null, fds, threads: threads ? Number(threads[1]) : null };
+    // utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks (USER_HZ, 100 on Linux).
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const cpuS = (Number(f[11]) + Number(f[12])) / 100;
+    return { rssKiB: rss ? Number(rss[1]) : null, fds, threads: threads ? Number(threads[1]) : null, cpuS };
   } catch {
     return null;
   }
@@ -380,6 +384,7 @@ function sample(label = "") {
     rssKiB: p.rssKiB,
     fds: p.fds,
     threads: p.threads,
+    cpuS: p.cpuS,
     sockets: clients.filter((c) => c.ctx && c.ctx.connected).length,
     acked: stats.chatAcked,
     delivered: stats.chatDelivered,
@@ -1316,6 +1321,12 @@ async function main() {
     ackMsP99: lat.length ? Math.round(percentile(lat, 99) * 10) / 10 : null,
     ackMsMax: lat.length ? Math.round(lat[lat.length - 1] * 10) / 10 : null,
   };
+  const cpuSamples = samples.filter((s) => s.phase === "load" || s.phase === "end");
+  if (cpuSamples.length >= 2) {
+    const a = samples.find((s) => s.phase === "baseline") ?? cpuSamples[0];
+    const b = cpuSamples[cpuSamples.length - 1];
+    report.serverCpu = { seconds: Math.round((b.cpuS - a.cpuS) * 10) / 10, cores: Math.round(((b.cpuS - a.cpuS) / Math.max(1, b.t)) * 100) / 100 };
+  }
   report.serverExit = server.exit;
   report.violationCounts = Object.fromEntries(violationCounts);
   report.violations = violations;
@@ -1351,6 +1362,9 @@ async function main() {
   const cl = report.client;
   human(`client: cpu ${cl.cpuUserS}s user + ${cl.cpuSystemS}s sys, event-loop delay p99 ${cl.eventLoopDelayP99Ms} ms ` +
     `(max ${cl.eventLoopDelayMaxMs}); chat ack latency p50 ${cl.ackMsP50} ms, p99 ${cl.ackMsP99} ms, max ${cl.ackMsMax} ms`);
+  if (report.serverCpu) {
+    human(`server: cpu ${report.serverCpu.seconds}s during setup and load (${report.serverCpu.cores} cores on average over the load)`);
+  }
   human(`server exit: ${short(server.exit)}; run took ${report.durationS} s`);
   for (const w of warnings) human(`WARNING: ${w}`);
   if (report.ok) human("SOAK PASSED");
