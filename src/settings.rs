@@ -188,6 +188,14 @@ pub const IGNORED_ENV: &[&str] = &[
     "SOCKEYE_SKIP_INTEROP",
     "SOCKEYE_SKIP_BROWSER",
     "SOCKEYE_STORE_CRASH_CHILD_DIR",
+    "SOCKEYE_SOAK_MINUTES",
+    "SOCKEYE_BEHIND_PROXY",
+    "SOCKEYE_PROXIED_CMD",
+    "SOCKEYE_NGINX",
+    "SOCKEYE_NGINX_CONF",
+    "SOCKEYE_PROXY_TMPDIR",
+    "SOCKEYE_PID",
+    "SOCKEYE_START_S",
 ];
 
 /// Whether the settings read this environment variable (`main.rs` passes only these).
