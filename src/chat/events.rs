@@ -68,6 +68,40 @@ fn on_socket(shared: &Shared, core: usize, sid: Arc<str>, f: impl FnOnce(&mut So
     }
 }
 
+/// Stores `msg`; once it is durable, emits `event` with `args_inner` to broker room `room` from
+/// the store thread (so every member sees one room's messages in commit order), then answers
+/// the sender on its core with `answer`. A submission the store refuses is answered at once.
+fn store_and_emit(
+    s: &mut Socket<'_>,
+    shared: &Arc<Shared>,
+    msg: NewMessage,
+    room: String,
+    event: &'static str,
+    args_inner: String,
+    answer: impl FnOnce(&mut Socket<'_>, Result<(), Reject>) + Send + 'static,
+) {
+    let (core, sid, sh) = (s.core(), Arc::<str>::from(s.id()), shared.clone());
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(Some(answer)));
+    let later = answer.clone();
+    let submitted = shared.store.append(msg, move |res| {
+        if res.is_ok()
+            && let Some(h) = sh.handle()
+        {
+            h.to("/", &[&room]).emit_raw(event, args_inner, Vec::new());
+        }
+        on_socket(&sh, core, sid, move |s| {
+            if let Some(f) = later.lock().ok().and_then(|mut f| f.take()) {
+                f(s, res.map_err(Reject::from));
+            }
+        });
+    });
+    if let Err(e) = submitted
+        && let Some(f) = answer.lock().ok().and_then(|mut f| f.take())
+    {
+        f(s, Err(Reject::from(e)));
+    }
+}
+
 /// `{"success":true,<fields of obj>}` from a serialised JSON object.
 fn with_success(obj: &str) -> String {
     match obj.strip_prefix('{') {
@@ -390,9 +424,6 @@ fn send_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
         "createdAt": iso8601_utc(now),
     })
     .to_string();
-    let core = s.core();
-    let sid: Arc<str> = Arc::from(s.id());
-    let sh = shared.clone();
     let msg = NewMessage {
         id,
         channel: channels::private(&sender, &receiver),
@@ -400,24 +431,15 @@ fn send_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
         body: body.clone(),
         ts_ms: now,
     };
-    let submitted = shared.store.append(msg, move |res| {
-        if res.is_ok()
-            && let Some(h) = sh.handle()
-        {
-            h.to("/", &[&rooms::user(&receiver)]).emit_raw("newMessage", body.clone(), Vec::new());
-        }
-        on_socket(&sh, core, sid, move |s| match res {
-            Ok(()) => {
-                if let Some(id) = ack {
-                    s.ack_raw(id, &with_success(&body), Vec::new());
-                }
+    let acked = with_success(&body);
+    store_and_emit(s, shared, msg, rooms::user(&receiver), "newMessage", body, move |s, res| match res {
+        Ok(()) => {
+            if let Some(id) = ack {
+                s.ack_raw(id, &acked, Vec::new());
             }
-            Err(e) => fail(s, ack, &Reject::from(e)),
-        });
+        }
+        Err(r) => fail(s, ack, &r),
     });
-    if let Err(e) = submitted {
-        fail(s, ack, &Reject::from(e));
-    }
 }
 
 // ----- seed 002 ------------------------------------------------------------------------------
@@ -439,29 +461,18 @@ fn global_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event) {
     let now = s.now_ms();
     let id = s.local::<ChatLocal>().next_id(now);
     let body = json!({"_id": id, "user": user, "message": text, "timestamp": iso8601_utc(now)}).to_string();
-    let core = s.core();
-    let sid: Arc<str> = Arc::from(s.id());
-    let sh = shared.clone();
     let msg =
         NewMessage { id, channel: channels::GLOBAL.to_owned(), sender: user, body: body.clone(), ts_ms: now };
-    let submitted = shared.store.append(msg, move |res| {
-        if res.is_ok()
-            && let Some(h) = sh.handle()
-        {
-            h.to("/", &[rooms::GLOBAL]).emit_raw("load", format!("[{body}]"), Vec::new());
-        }
-        on_socket(&sh, core, sid, move |s| match res {
-            Ok(()) => {
-                if let Some(id) = ack {
-                    s.ack_raw(id, &format!("{{\"success\":true,\"message\":{body}}}"), Vec::new());
-                }
+    let acked = format!("{{\"success\":true,\"message\":{body}}}");
+    let args = format!("[{body}]");
+    store_and_emit(s, shared, msg, rooms::GLOBAL.to_owned(), "load", args, move |s, res| match res {
+        Ok(()) => {
+            if let Some(id) = ack {
+                s.ack_raw(id, &acked, Vec::new());
             }
-            Err(e) => fail(s, ack, &Reject::from(e)),
-        });
+        }
+        Err(r) => fail(s, ack, &r),
     });
-    if let Err(e) = submitted {
-        fail(s, ack, &Reject::from(e));
-    }
 }
 
 // ----- seeds 003 and 004: `chat message` -----------------------------------------------------
@@ -504,30 +515,17 @@ fn room_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: Va
     let id = s.local::<ChatLocal>().next_id(now);
     let body = json!({"_id": id, "room": room.id, "user": user, "text": text, "timestamp": iso8601_utc(now)})
         .to_string();
-    let core = s.core();
-    let sid: Arc<str> = Arc::from(s.id());
-    let sh = shared.clone();
-    let broker_room = rooms::room(&room.id);
     let msg =
         NewMessage { id, channel: channels::room(&room.id), sender: user, body: body.clone(), ts_ms: now };
-    let submitted = shared.store.append(msg, move |res| {
-        if res.is_ok()
-            && let Some(h) = sh.handle()
-        {
-            h.to("/", &[&broker_room]).emit_raw("chat message", body.clone(), Vec::new());
-        }
-        on_socket(&sh, core, sid, move |s| match res {
-            Ok(()) => {
-                if let Some(id) = ack {
-                    s.ack_raw(id, &format!("{{\"success\":true,\"message\":{body}}}"), Vec::new());
-                }
+    let acked = format!("{{\"success\":true,\"message\":{body}}}");
+    store_and_emit(s, shared, msg, rooms::room(&room.id), "chat message", body, move |s, res| match res {
+        Ok(()) => {
+            if let Some(id) = ack {
+                s.ack_raw(id, &acked, Vec::new());
             }
-            Err(e) => fail(s, ack, &Reject::from(e)),
-        });
+        }
+        Err(r) => fail(s, ack, &r),
     });
-    if let Err(e) = submitted {
-        fail(s, ack, &Reject::from(e));
-    }
 }
 
 /// Seed 004: a string (or `{text}`) goes to everyone, or to the DM room when the socket has a
@@ -569,29 +567,16 @@ fn plain_message(s: &mut Socket<'_>, shared: &Arc<Shared>, ev: Event, payload: V
         "roomId": dm.label, "id": id, "from": &*from, "text": text, "to": dm.peer, "time": iso8601_utc(now),
     })
     .to_string();
-    let core = s.core();
-    let sid: Arc<str> = Arc::from(s.id());
-    let sh = shared.clone();
     let msg =
         NewMessage { id, channel: dm.key.clone(), sender: from.to_string(), body: body.clone(), ts_ms: now };
-    let submitted = shared.store.append(msg, move |res| {
-        if res.is_ok()
-            && let Some(h) = sh.handle()
-        {
-            h.to("/", &[&dm.key]).emit_raw("chat message", body, Vec::new());
-        }
-        on_socket(&sh, core, sid, move |s| match res {
-            Ok(()) => {
-                if let Some(id) = ack {
-                    s.ack(id, &text);
-                }
+    store_and_emit(s, shared, msg, dm.key, "chat message", body, move |s, res| match res {
+        Ok(()) => {
+            if let Some(id) = ack {
+                s.ack(id, &text);
             }
-            Err(e) => fail_004(s, ack, Reject::from(e).code),
-        });
+        }
+        Err(r) => fail_004(s, ack, r.code),
     });
-    if submitted.is_err() {
-        fail_004(s, ack, "overloaded");
-    }
 }
 
 // ----- seed 003: rooms -----------------------------------------------------------------------
