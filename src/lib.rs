@@ -19,6 +19,7 @@ pub mod chat;
 pub mod config;
 pub mod engineio;
 pub mod http;
+pub mod log;
 pub mod metrics;
 pub mod runtime;
 pub mod settings;

@@ -90,7 +90,7 @@ fn verifier(opts: &Settings) -> Result<Option<JwtVerifier>, String> {
         let path = file.display();
         let pem = std::fs::read(file).map_err(|e| format!("auth.jwt_public_key {path}: {e}"))?;
         if opts.jwt_secret.is_some() || opts.jwt_secret_file.is_some() {
-            eprintln!("sockeye: auth.jwt_public_key is set, so the HS256 secret is not used");
+            sockeye::warn!("auth.jwt_public_key is set, so the HS256 secret is not used");
         }
         return JwtVerifier::from_public_key_pem(&pem, opts.jwt_algorithm)
             .map(Some)
@@ -132,9 +132,10 @@ fn install_chat(server: &mut ServerBuilder, opts: &Settings) -> Result<ChatRunti
     let (presence_tx, presence_rx) = crossbeam_channel::unbounded();
     let web = WebFiles::load(&web_dir(&opts.chat));
     let mode = if verifier.is_some() { "token mode" } else { "development mode (no JWT_SECRET)" };
-    eprintln!("sockeye: chat in {mode}, data in {}", opts.chat.data_dir.display());
+    let data_dir = opts.chat.data_dir.display().to_string();
+    sockeye::info!("chat service"; mode = mode, data_dir = &data_dir);
     if web.missing_client {
-        eprintln!("sockeye: the web page's socket.io client is missing; run `npm ci --prefix web`");
+        sockeye::warn!("the web page's socket.io client is missing; run `npm ci --prefix web`");
     }
     let shared = Arc::new(Shared {
         config: opts.chat.clone(),
@@ -176,6 +177,14 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "other",
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("token") {
@@ -185,6 +194,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    sockeye::log::init(opts.log_level, opts.log_format);
     // Before any thread starts (the chat's store and presence threads included): threads
     // inherit the mask, and a thread that did not block SIGTERM would take it and die.
     let set = block_signals();
@@ -194,7 +204,7 @@ fn main() -> ExitCode {
         App::Chat => match install_chat(&mut server, &opts) {
             Ok(rt) => chat_rt = Some(rt),
             Err(e) => {
-                eprintln!("sockeye: {e}");
+                sockeye::error!("cannot start the chat service"; error = &e);
                 return ExitCode::FAILURE;
             }
         },
@@ -204,18 +214,20 @@ fn main() -> ExitCode {
     let running = match server.start() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sockeye: cannot start: {e}");
+            sockeye::error!("cannot start"; error = &e.to_string());
             return ExitCode::FAILURE;
         }
     };
     let addr = running.local_addr();
     println!("sockeye listening on http://{addr}");
+    sockeye::info!("listening"; addr = &addr, app = opts.app.as_str(), cores = running.handle().cores());
     let handle = running.handle();
     std::thread::spawn(move || {
-        wait_signal(&set);
-        eprintln!("sockeye: shutting down");
+        let sig = wait_signal(&set);
+        sockeye::info!("shutting down: draining"; signal = signal_name(sig));
         handle.shutdown();
-        wait_signal(&set);
+        let sig = wait_signal(&set);
+        sockeye::warn!("second signal: exiting now"; signal = signal_name(sig));
         std::process::exit(130);
     });
     running.join();
@@ -225,5 +237,6 @@ fn main() -> ExitCode {
         let _ = rt.presence_tx.send(PresenceMsg::Shutdown);
         let _ = rt.presence.join();
     }
+    sockeye::info!("stopped");
     ExitCode::SUCCESS
 }

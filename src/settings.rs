@@ -101,6 +101,8 @@ pub struct Settings {
     pub jwt_secret_file: Option<PathBuf>,
     /// The HS256 secret from `JWT_SECRET`.
     pub jwt_secret: Option<Secret>,
+    pub log_level: crate::log::Level,
+    pub log_format: crate::log::Format,
 }
 
 impl Settings {
@@ -119,6 +121,8 @@ impl Settings {
             jwt_algorithm: JwtAlg::RS256,
             jwt_secret_file: None,
             jwt_secret: None,
+            log_level: crate::log::Level::Info,
+            log_format: crate::log::Format::Human,
         }
     }
 
@@ -219,6 +223,7 @@ const TOML_HEADER: &str = "\
 /// Sections in the order of `--help` and the TOML output; "" holds the top-level keys.
 const SECTIONS: &[(&str, &str)] = &[
     ("", "SERVER"),
+    ("log", "LOG"),
     ("engine", "ENGINE.IO"),
     ("limits", "LIMITS"),
     ("chat", "CHAT (the chat app, docs/PROTOCOL.md)"),
@@ -576,6 +581,32 @@ pub static OPTIONS: &[Opt] = &[
             check: ip_net,
             set: |s, v| s.server.trusted_proxies = v.iter().filter_map(|n| n.parse().ok()).collect(),
             get: |s| s.server.trusted_proxies.iter().map(|n| n.to_string()).collect(),
+        },
+    },
+    Opt {
+        key: "log.level",
+        flag: "--log-level",
+        metavar: "LEVEL",
+        help: "log lines on stderr at this level and above: off, error, warn, info (start, shutdown, \
+               errors, limits hit), or debug (every connection and socket)",
+        unset: "",
+        kind: Kind::Choice {
+            choices: crate::log::LEVEL_NAMES,
+            set: |s, i| s.log_level = crate::log::Level::ALL[i],
+            get: |s| s.log_level as usize,
+        },
+    },
+    Opt {
+        key: "log.format",
+        flag: "--log-format",
+        metavar: "FORMAT",
+        help: "log line format: human, or json (one object per line: ts, level, msg, fields); \
+               message bodies and tokens are never logged",
+        unset: "",
+        kind: Kind::Choice {
+            choices: crate::log::FORMAT_NAMES,
+            set: |s, i| s.log_format = crate::log::Format::ALL[i],
+            get: |s| s.log_format as usize,
         },
     },
     Opt {

@@ -540,6 +540,7 @@ impl Shard {
         {
             // Closed, so a flood pays a TCP handshake per attempt.
             CoreStats::bump(&self.stats.handshakes_refused_rate);
+            crate::debug!("handshake refused: rate"; core = self.core, client = &addr.ip());
             let e = EioError::TooManyRequests;
             let mut headers = self.def.config.cors.headers(origin);
             headers.push(("Retry-After", "1".to_owned()));
@@ -967,6 +968,9 @@ impl Shard {
     fn close_session(&mut self, idx: u32, reason: CloseReason) {
         if reason == CloseReason::SlowConsumer {
             CoreStats::bump(&self.stats.slow_consumers);
+            crate::info!("slow consumer disconnected"; core = self.core, max_output_bytes = self.def.config.limits.max_output_bytes);
+        } else {
+            crate::debug!("session closed"; core = self.core, reason = reason.as_str());
         }
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
@@ -1135,6 +1139,7 @@ impl Shard {
         }
         let def = self.def.clone();
         let ns_idx = self.sockets[key.idx as usize].ns;
+        crate::debug!("socket disconnected"; core = self.core, ns = &*def.namespaces[ns_idx as usize].name, reason = reason.as_str());
         if let Some(h) = &def.namespaces[ns_idx as usize].on_disconnect {
             h(&mut Socket::new(self, key), reason);
         }

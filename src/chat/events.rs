@@ -172,6 +172,8 @@ fn rate_ok(s: &mut Socket<'_>, shared: &Shared) -> bool {
         return true;
     }
     if d.strikes.strike(cfg.abuse_disconnect, now) {
+        let user = d.user.clone();
+        crate::info!("abusive socket disconnected"; rejections_in_10s = cfg.abuse_disconnect, user = user.as_deref().unwrap_or("-"));
         s.disconnect(false);
     }
     false
@@ -274,6 +276,7 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
         let at_ms = exp.saturating_add(leeway).saturating_mul(1000);
         let delay = std::time::Duration::from_millis(at_ms.saturating_sub(now));
         s.set_timer(delay, |s| {
+            crate::debug!("token expired: socket disconnected"; core = s.core());
             s.emit("error", &json!({"code": "token_expired", "message": "the token has expired"}));
             s.disconnect(false);
         });

@@ -42,6 +42,7 @@ impl IdentityError {
     }
 
     pub fn to_connect_error(&self) -> ConnectError {
+        crate::debug!("connection refused: identity"; code = self.code());
         ConnectError::new(self.message())
             .with_data(serde_json::json!({"code": self.code(), "message": self.message()}))
     }

@@ -63,6 +63,8 @@ pub(crate) struct Core {
     accept_retry_delay: Duration,
     /// After `accept` failed for lack of resources: when to try again.
     accept_retry_at: Option<Instant>,
+    /// When an accept failure was last logged (at most one line per 10 s).
+    accept_warned_at: Option<Instant>,
     /// Connection deadlines: (deadline, slab index, generation), earliest first.
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     /// The time of this loop turn (read once per turn).
@@ -127,6 +129,7 @@ impl Core {
             idle_timeout: limits.keep_alive_idle_timeout,
             accept_retry_delay: limits.accept_retry_delay,
             accept_retry_at: None,
+            accept_warned_at: None,
             timers: BinaryHeap::new(),
             now,
             node,
@@ -146,7 +149,7 @@ impl Core {
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
-                eprintln!("sockeye: core {} poll failed: {e}", self.id);
+                crate::error!("event loop poll failed"; core = self.id, error = &e.to_string());
                 return;
             }
             self.sleeping.store(false, Ordering::SeqCst);
@@ -267,6 +270,7 @@ impl Core {
                     }
                     if self.conns.len() >= self.max_conns || !self.take_slot() {
                         CoreStats::bump(&self.stats.connections_refused_limit);
+                        crate::debug!("connection refused: limit"; core = self.id, peer = &addr);
                         refuse_connection(stream);
                         continue;
                     }
@@ -284,8 +288,12 @@ impl Core {
                 // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM). The connections
                 // left in the backlog raise no new edge, so try again on a timer rather than at
                 // the next arrival, which may never come.
-                Err(_) => {
+                Err(e) => {
                     CoreStats::bump(&self.stats.accept_errors);
+                    if self.accept_warned_at.is_none_or(|t| self.now >= t + Duration::from_secs(10)) {
+                        self.accept_warned_at = Some(self.now);
+                        crate::warn!("accept failed, retrying (repeats within 10 s not logged)"; core = self.id, error = &e.to_string());
+                    }
                     self.accept_retry_at = Some(self.now + self.accept_retry_delay);
                     return;
                 }

@@ -139,7 +139,7 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
             let listener = mio::net::TcpListener::from_std(listener);
             match core::Core::new(i as u8, def, poll, listener, rx, peers, stats) {
                 Ok(mut c) => c.run(),
-                Err(e) => eprintln!("sockeye: core {i} failed to start: {e}"),
+                Err(e) => crate::error!("core failed to start"; core = i, error = &e.to_string()),
             }
         })?;
         threads.push(t);

@@ -110,6 +110,7 @@ impl Worker {
                 }
             }
             Err(e) => {
+                crate::error!("storage write failed"; writes = batch.len(), error = &e.to_string());
                 self.stats.failed_writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let e = match e {
                     StoreError::Db(msg) => StoreError::Db(msg),
