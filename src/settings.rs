@@ -932,6 +932,33 @@ pub static OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        key: "chat.api_rate_limit",
+        flag: "--api-rate-limit",
+        metavar: "N",
+        help: "HTTP API (/api/...) requests per second per client address, for the node; 0 = no \
+               limit. Loopback is exempt like handshakes (limits.handshake_rate_exempt_loopback)",
+        unset: "",
+        kind: Kind::Int {
+            min: 0,
+            max: MAX_COUNT,
+            set: |s, n| s.chat.api_rate_limit = to_u32(n),
+            get: |s| u64::from(s.chat.api_rate_limit),
+        },
+    },
+    Opt {
+        key: "chat.api_rate_burst",
+        flag: "--api-rate-burst",
+        metavar: "N",
+        help: "burst of HTTP API requests per client address; 0 = twice the rate",
+        unset: "",
+        kind: Kind::Int {
+            min: 0,
+            max: MAX_COUNT,
+            set: |s, n| s.chat.api_rate_burst = to_u32(n),
+            get: |s| u64::from(s.chat.api_rate_burst),
+        },
+    },
+    Opt {
         key: "chat.history_limit",
         flag: "--history-limit",
         metavar: "N",

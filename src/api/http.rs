@@ -37,9 +37,16 @@ pub struct Responder {
     pub(crate) conn: ConnKey,
     pub(crate) keep_alive: bool,
     pub(crate) cors: Vec<(&'static str, String)>,
+    pub(crate) client: Option<std::net::SocketAddr>,
 }
 
 impl Responder {
+    /// The client's address: the peer, or behind a trusted proxy the address its
+    /// `X-Forwarded-For` names (port 0). `None` in the simulation.
+    pub fn client(&self) -> Option<std::net::SocketAddr> {
+        self.client
+    }
+
     /// The core the request arrived on.
     pub fn core(&self) -> usize {
         self.core as usize

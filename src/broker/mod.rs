@@ -6,7 +6,7 @@
 //! ([`shard::ConnCmd`]) and messages for other cores. The runtime moves the bytes.
 
 pub mod adapter;
-mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod rooms;
 pub mod shard;
 #[cfg(test)]

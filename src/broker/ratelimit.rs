@@ -1,5 +1,6 @@
-//! Handshakes per second per client address: one token bucket per address, in a map whose size
-//! is bounded whatever number of addresses a flood comes from. Sans-IO: time is passed in.
+//! Requests per second per client address (Engine.IO handshakes; the chat's HTTP API): one token
+//! bucket per address, in a map whose size is bounded whatever number of addresses a flood comes
+//! from. Sans-IO: time is passed in.
 //!
 //! The map is two generations, `current` and `previous`. An address seen is looked up in
 //! `current`, else moved there from `previous`, else given a full bucket in `current`. Two
@@ -27,6 +28,9 @@ struct Bucket {
     last: Instant,
 }
 
+/// A per-address limiter for other requests than handshakes (same type, own settings).
+pub(crate) type AddrLimiter = HandshakeLimiter;
+
 /// Token buckets per client address for one core.
 #[derive(Debug)]
 pub(crate) struct HandshakeLimiter {
@@ -47,11 +51,30 @@ impl HandshakeLimiter {
     /// The limiter of one core of `n_cores`, or `None` when the limit is off. The node's rate
     /// and burst are split evenly over the cores; each core keeps a burst of at least one.
     pub(crate) fn new(limits: &Limits, n_cores: usize, now: Instant) -> Option<HandshakeLimiter> {
-        let rate = limits.max_handshakes_per_ip_per_sec;
+        Self::with_rate(
+            limits.max_handshakes_per_ip_per_sec,
+            limits.handshake_burst_per_ip,
+            limits.handshake_rate_max_ips,
+            limits.handshake_rate_exempt_loopback,
+            n_cores,
+            now,
+        )
+    }
+
+    /// A limiter of `rate` per second per address with bucket `burst` (0: twice the rate) for
+    /// the whole node, this core's share of it; `None` when `rate` is 0.
+    pub(crate) fn with_rate(
+        rate: u32,
+        burst: u32,
+        max_ips: usize,
+        exempt_loopback: bool,
+        n_cores: usize,
+        now: Instant,
+    ) -> Option<HandshakeLimiter> {
         if rate == 0 {
             return None;
         }
-        let burst = if limits.handshake_burst_per_ip == 0 { 2 * rate } else { limits.handshake_burst_per_ip };
+        let burst = if burst == 0 { 2 * rate } else { burst };
         let n = n_cores.max(1) as f64;
         let rate = f64::from(rate) / n;
         let burst = (f64::from(burst) / n).max(1.0);
@@ -59,8 +82,8 @@ impl HandshakeLimiter {
             rate,
             burst,
             refill: Duration::from_secs_f64(burst / rate),
-            max_ips: limits.handshake_rate_max_ips.max(2),
-            exempt_loopback: limits.handshake_rate_exempt_loopback,
+            max_ips: max_ips.max(2),
+            exempt_loopback,
             current: HashMap::new(),
             previous: HashMap::new(),
             rotated_at: now,

@@ -341,6 +341,21 @@ impl Shard {
         self.core
     }
 
+    /// The number of cores (shards) of the server.
+    pub fn cores(&self) -> usize {
+        self.n_cores
+    }
+
+    /// The monotonic time of the current loop turn (virtual in the simulation).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The server's limits (`Config::limits`).
+    pub fn limits(&self) -> &crate::config::Limits {
+        &self.def.config.limits
+    }
+
     /// Set the time for the inputs that follow (the runtime reads the clock once per turn).
     pub fn set_time(&mut self, now: Instant, wall_ms: u64) {
         self.now = now;
@@ -377,7 +392,8 @@ impl Shard {
         let origin = req.header("origin").map(str::to_owned);
         let cors = &self.def.config.cors;
         let Some(endpoint) = self.def.endpoint_for(&req.path) else {
-            return self.app_request(conn, req, origin.as_deref());
+            let client = self.client_addr(req, remote);
+            return self.app_request(conn, req, origin.as_deref(), client);
         };
         if req.method == Method::Options {
             let mut out = Vec::new();
@@ -422,7 +438,27 @@ impl Shard {
 
     /// A request for a path that is no Engine.IO endpoint: the application's HTTP handler, or
     /// 404 when there is none.
-    fn app_request(&mut self, conn: ConnKey, req: &Request, origin: Option<&str>) -> RequestOutcome {
+    /// The client's address: the peer, or behind trusted proxies the one X-Forwarded-For names
+    /// (its port unknown, so 0).
+    fn client_addr(&self, req: &Request, remote: Option<SocketAddr>) -> Option<SocketAddr> {
+        remote.map(|peer| {
+            let trusted = &self.def.config.trusted_proxies;
+            if trusted.is_empty() {
+                return peer;
+            }
+            let xff = req.headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str());
+            let client = crate::http::forwarded::client_ip(peer.ip(), xff, trusted);
+            if client == peer.ip() { peer } else { SocketAddr::new(client, 0) }
+        })
+    }
+
+    fn app_request(
+        &mut self,
+        conn: ConnKey,
+        req: &Request,
+        origin: Option<&str>,
+        client: Option<SocketAddr>,
+    ) -> RequestOutcome {
         // Probes for load balancers and orchestrators, whatever the app: alive while the core
         // answers; ready until shutdown starts draining.
         if req.method == Method::Get {
@@ -472,8 +508,13 @@ impl Shard {
                 req.keep_alive,
             ));
         }
-        let responder =
-            crate::api::http::Responder { core: self.core, conn, keep_alive: req.keep_alive, cors: headers };
+        let responder = crate::api::http::Responder {
+            core: self.core,
+            conn,
+            keep_alive: req.keep_alive,
+            cors: headers,
+            client,
+        };
         let keep_alive = req.keep_alive;
         let cors_copy = responder.cors.clone();
         match app.handle(req, responder, self) {
@@ -526,15 +567,7 @@ impl Shard {
             return RequestOutcome::RespondClose(simple(503, "text/plain", b"shutting down", &[], false));
         }
         // Behind trusted proxies, the client is named by X-Forwarded-For (the port is unknown).
-        let remote = remote.map(|peer| {
-            let trusted = &self.def.config.trusted_proxies;
-            if trusted.is_empty() {
-                return peer;
-            }
-            let xff = req.headers.iter().filter(|(n, _)| n == "x-forwarded-for").map(|(_, v)| v.as_str());
-            let client = crate::http::forwarded::client_ip(peer.ip(), xff, trusted);
-            if client == peer.ip() { peer } else { SocketAddr::new(client, 0) }
-        });
+        let remote = self.client_addr(req, remote);
         if let (Some(limiter), Some(addr)) = (&mut self.handshakes, remote)
             && !limiter.allow(addr.ip(), self.now)
         {

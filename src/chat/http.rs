@@ -211,6 +211,30 @@ impl ChatHttp {
         }
     }
 
+    /// Takes one API request of `client`'s budget on this core; false when it is spent.
+    fn api_rate_ok(&self, shard: &mut Shard, client: Option<std::net::SocketAddr>) -> bool {
+        let (max_ips, exempt) =
+            (shard.limits().handshake_rate_max_ips, shard.limits().handshake_rate_exempt_loopback);
+        let (cores, now) = (shard.cores(), shard.now());
+        let cfg = &self.shared.config;
+        let local = shard.local::<ChatLocal>();
+        if !local.api_limiter_made {
+            local.api_limiter_made = true;
+            local.api_limiter = crate::broker::ratelimit::AddrLimiter::with_rate(
+                cfg.api_rate_limit,
+                cfg.api_rate_burst,
+                max_ips,
+                exempt,
+                cores,
+                now,
+            );
+        }
+        match (&mut local.api_limiter, client) {
+            (Some(limiter), Some(addr)) => limiter.allow(addr.ip(), now),
+            _ => true,
+        }
+    }
+
     fn route(&self, req: &Request, responder: Responder, shard: &mut Shard) -> HttpReply {
         let now_ms = shard.wall_ms();
         let path = req.path.as_str();
@@ -219,6 +243,18 @@ impl ChatHttp {
                 Method::Get => self.page(req),
                 _ => error(405, "method_not_allowed", "only GET is served here"),
             });
+        }
+        if !self.api_rate_ok(shard, responder.client()) {
+            let mut r = error(
+                429,
+                "rate_limited",
+                &format!(
+                    "more than {} API requests per second; slow down",
+                    self.shared.config.api_rate_limit
+                ),
+            );
+            r = r.header("Retry-After", "1".to_owned());
+            return HttpReply::Now(r);
         }
         let caller = match self.caller(req, now_ms / 1000) {
             Ok(c) => c,

@@ -57,6 +57,10 @@ pub struct ChatConfig {
     pub emit_user_disconnected: bool,
     /// Disconnect a socket when its token expires (token mode).
     pub disconnect_on_token_expiry: bool,
+    /// HTTP API requests per second per client address, for the node (0: no limit).
+    pub api_rate_limit: u32,
+    /// Their burst (0: twice the rate).
+    pub api_rate_burst: u32,
 }
 
 impl Default for ChatConfig {
@@ -82,6 +86,8 @@ impl Default for ChatConfig {
             emit_user_connected: true,
             emit_user_disconnected: true,
             disconnect_on_token_expiry: true,
+            api_rate_limit: 20,
+            api_rate_burst: 40,
         }
     }
 }
@@ -176,6 +182,10 @@ pub struct ChatLocal {
     started: bool,
     pub catalogue: Catalogue,
     ids: Option<ObjectIdGen>,
+    /// HTTP API requests per client address, this core's share (`None`: no limit). Made on
+    /// the first API request (`http::ChatHttp`), when `api_limiter_made` turns true.
+    pub(crate) api_limiter: Option<crate::broker::ratelimit::AddrLimiter>,
+    pub(crate) api_limiter_made: bool,
 }
 
 impl ChatLocal {

@@ -285,3 +285,32 @@ describe("--no-presence-event getOnlineUsers", () => {
     assert.deepEqual([atA, atB], [[], []]);
   });
 });
+
+describe("HTTP API rate limit", () => {
+  // One core, so the node's budget is one bucket; loopback is limited like any address here.
+  const fx = useServer({
+    args: ["--cores", "1", "--api-rate-limit", "2", "--api-rate-burst", "4", "--handshake-limit-loopback", "on", "--trusted-proxy", "127.0.0.1/32"],
+  });
+
+  test("a burst past the budget gets 429 rate_limited with Retry-After; it refills; addresses are apart; the page is not limited", async () => {
+    const get = (headers = {}) => request(`${fx.url}/api/rooms`, { headers });
+    const mine = { "x-forwarded-for": "203.0.113.7" };
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await get(mine)).status);
+    assert.deepEqual(statuses.slice(0, 4), [200, 200, 200, 200], `the burst of 4 is served: ${statuses}`);
+    const refused = await get(mine);
+    assertHttpError(assert, refused, 429, "rate_limited");
+    assert.equal(refused.headers["retry-after"], "1");
+
+    // Another client (behind the trusted proxy) has its own budget.
+    assert.equal((await get({ "x-forwarded-for": "198.51.100.9" })).status, 200);
+    // The web page and the probes are not API requests.
+    for (let i = 0; i < 6; i++) {
+      assert.equal((await request(`${fx.url}/`, { headers: mine })).status, 200);
+      assert.equal((await request(`${fx.url}/healthz`, { headers: mine })).status, 200);
+    }
+    // 2 per second: after 600 ms a request fits again.
+    await sleep(600);
+    assert.equal((await get(mine)).status, 200);
+  });
+});
