@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(record, frame, "record and text frame decoders disagree");
     }
     if let Ok(p) = &frame {
-        assert!(!matches!(p, Packet::Message(Data::Binary(_))), "a text frame decoded to binary data");
+        assert!(
+            !matches!(p, Packet::Message(Data::Binary(_))),
+            "a text frame decoded to binary data"
+        );
         check_round_trip(p);
     }
 });
@@ -34,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
 fn check_round_trip(p: &Packet) {
     let mut text = String::new();
     p.encode_text(&mut text);
-    assert_eq!(decode_record(text.as_bytes()).as_ref(), Ok(p), "record {text:?}");
+    assert_eq!(
+        decode_record(text.as_bytes()).as_ref(),
+        Ok(p),
+        "record {text:?}"
+    );
     if !matches!(p, Packet::Message(Data::Binary(_))) {
         assert_eq!(Packet::decode_text(&text).as_ref(), Ok(p), "frame {text:?}");
     }

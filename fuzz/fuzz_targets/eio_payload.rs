@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let records = data.iter().filter(|&&b| b == SEPARATOR).count() + 1;
     assert_eq!(items.len(), records, "one item per record");
     for (item, record) in items.iter().zip(data.split(|&b| b == SEPARATOR)) {
-        assert_eq!(item, &decode_record(record), "payload item differs from its record");
+        assert_eq!(
+            item,
+            &decode_record(record),
+            "payload item differs from its record"
+        );
     }
 
     let Ok(packets) = items.into_iter().collect::<Result<Vec<_>, _>>() else {
@@ -32,8 +36,10 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let back: Vec<_> = decode_payload(&out).collect::<Result<_, _>>().unwrap_or_else(|e| {
-        panic!("re-encoded payload {out:?} does not decode: {e}");
-    });
+    let back: Vec<_> = decode_payload(&out)
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| {
+            panic!("re-encoded payload {out:?} does not decode: {e}");
+        });
     assert_eq!(back, packets);
 });

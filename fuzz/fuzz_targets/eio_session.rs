@@ -25,7 +25,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sockeye::engineio::packet::decode_payload;
 use sockeye::engineio::session::{
-    CloseReason, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit, TransportKind, WsInput,
+    CloseReason, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit,
+    TransportKind, WsInput,
 };
 use sockeye_fuzz::Input;
 
@@ -54,7 +55,11 @@ struct Model {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let t0 = Instant::now();
-    let transport = if input.byte() & 1 == 1 { TransportKind::WebSocket } else { TransportKind::Polling };
+    let transport = if input.byte() & 1 == 1 {
+        TransportKind::WebSocket
+    } else {
+        TransportKind::Polling
+    };
     let mut s = Session::new(transport, config(), t0);
     let mut m = Model {
         now: t0,
@@ -71,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
         let opened_probe = step(&mut s, &mut m, &mut input);
         drain(&mut s, &mut m);
         if was_ws {
-            assert_eq!(s.transport(), TransportKind::WebSocket, "went back to polling");
+            assert_eq!(
+                s.transport(),
+                TransportKind::WebSocket,
+                "went back to polling"
+            );
         }
 
         let timeout = s.poll_timeout();
@@ -210,7 +219,11 @@ fn drain(s: &mut Session, m: &mut Model) {
 }
 
 fn check_poll_body(body: &[u8]) {
-    assert!(body.len() <= 2 * MAX_QUEUE_BYTES, "poll body of {} bytes", body.len());
+    assert!(
+        body.len() <= 2 * MAX_QUEUE_BYTES,
+        "poll body of {} bytes",
+        body.len()
+    );
     for p in decode_payload(body) {
         if let Err(e) = p {
             panic!("session wrote an invalid payload {body:?}: {e}");

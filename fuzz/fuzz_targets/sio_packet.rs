@@ -23,7 +23,11 @@ use sockeye::socketio::packet::{
 use sockeye_fuzz::Input;
 
 fn limits() -> DecoderLimits {
-    DecoderLimits { max_attachments: 4, max_ns_len: 16, max_attachment_bytes: 256 }
+    DecoderLimits {
+        max_attachments: 4,
+        max_ns_len: 16,
+        max_attachment_bytes: 256,
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -32,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
     while !input.is_empty() {
         let header = input.byte();
         let len = usize::from(header & 0x7f);
-        let body = if len == 0x7f { input.rest() } else { input.take(len) };
+        let body = if len == 0x7f {
+            input.rest()
+        } else {
+            input.take(len)
+        };
         let awaiting = decoder.is_awaiting_attachments();
         let result = if header & 0x80 != 0 {
             let r = decoder.feed_binary(Bytes::copy_from_slice(body));
@@ -54,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
                 check_packet(&packet);
             }
             Ok(None) => assert!(decoder.is_awaiting_attachments()),
-            Err(_) => assert!(!decoder.is_awaiting_attachments(), "decoder not empty after an error"),
+            Err(_) => assert!(
+                !decoder.is_awaiting_attachments(),
+                "decoder not empty after an error"
+            ),
         }
     }
 });
@@ -64,7 +75,11 @@ fn decode_whole(text: &str, attachments: &[Bytes]) -> Packet {
     let mut decoder = Decoder::new(limits());
     let mut result = decoder.feed_text(text);
     for a in attachments {
-        assert_eq!(result, Ok(None), "completed before all attachments of {text:?}");
+        assert_eq!(
+            result,
+            Ok(None),
+            "completed before all attachments of {text:?}"
+        );
         result = decoder.feed_binary(a.clone());
     }
     match result {
@@ -74,7 +89,11 @@ fn decode_whole(text: &str, attachments: &[Bytes]) -> Packet {
 }
 
 fn check_packet(p: &Packet) {
-    assert!(p.ns.starts_with('/') && !p.ns.contains(','), "namespace {:?}", p.ns);
+    assert!(
+        p.ns.starts_with('/') && !p.ns.contains(','),
+        "namespace {:?}",
+        p.ns
+    );
     assert!(!p.ns.chars().any(char::is_control), "namespace {:?}", p.ns);
     assert!(p.ns.len() <= limits().max_ns_len);
     if !p.kind.is_binary() {
@@ -92,23 +111,36 @@ fn check_packet(p: &Packet) {
 
     match p.kind {
         PacketKind::Event | PacketKind::BinaryEvent => {
-            let (name, args) =
-                p.event().unwrap_or_else(|e| panic!("decoded event {text:?} has no name: {e}"));
-            assert!(!RESERVED_EVENTS.contains(&name.as_ref()), "reserved {name:?}");
+            let (name, args) = p
+                .event()
+                .unwrap_or_else(|e| panic!("decoded event {text:?} has no name: {e}"));
+            assert!(
+                !RESERVED_EVENTS.contains(&name.as_ref()),
+                "reserved {name:?}"
+            );
             assert_eq!(p.ack_args().err(), Some(PacketError::WrongKind));
 
             let args: Vec<&str> = args.iter().map(|a| a.get()).collect();
             let mut fast = String::new();
-            encode_event(&p.ns, p.id, &name, &args.join(","), p.attachments.len(), &mut fast);
+            encode_event(
+                &p.ns,
+                p.id,
+                &name,
+                &args.join(","),
+                p.attachments.len(),
+                &mut fast,
+            );
             let decoded = decode_whole(&fast, &p.attachments);
-            let (name2, args2) =
-                decoded.event().unwrap_or_else(|e| panic!("encode_event wrote {fast:?}: {e}"));
+            let (name2, args2) = decoded
+                .event()
+                .unwrap_or_else(|e| panic!("encode_event wrote {fast:?}: {e}"));
             let args2: Vec<&str> = args2.iter().map(|a| a.get()).collect();
             assert_eq!((name2, args2), (name, args), "encode_event wrote {fast:?}");
             assert_eq!((&decoded.ns, decoded.id), (&p.ns, p.id));
         }
         PacketKind::Ack | PacketKind::BinaryAck => {
-            p.ack_args().unwrap_or_else(|e| panic!("decoded ack {text:?} has no arguments: {e}"));
+            p.ack_args()
+                .unwrap_or_else(|e| panic!("decoded ack {text:?} has no arguments: {e}"));
             assert_eq!(p.event().err(), Some(PacketError::WrongKind));
         }
         _ => {

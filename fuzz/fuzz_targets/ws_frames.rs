@@ -19,7 +19,10 @@ use sockeye::http::websocket::{
 };
 use sockeye_fuzz::Input;
 
-const LIMITS: DecoderLimits = DecoderLimits { max_message_bytes: 1024, max_frame_bytes: 512 };
+const LIMITS: DecoderLimits = DecoderLimits {
+    max_message_bytes: 1024,
+    max_frame_bytes: 512,
+};
 
 /// What one run saw: the messages in order, and how it ended.
 #[derive(Debug, PartialEq)]
@@ -32,7 +35,11 @@ struct Run {
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
     let n_sizes = usize::from(input.byte() % 8);
-    let sizes: Vec<usize> = input.take(n_sizes).iter().map(|&b| usize::from(b) + 1).collect();
+    let sizes: Vec<usize> = input
+        .take(n_sizes)
+        .iter()
+        .map(|&b| usize::from(b) + 1)
+        .collect();
     let stream = input.rest();
 
     let whole = run(stream, &[stream.len().max(1)]);
@@ -58,7 +65,11 @@ fn run(stream: &[u8], sizes: &[usize]) -> Run {
         loop {
             match decoder.decode(&buf) {
                 Ok((message, consumed)) => {
-                    assert!(consumed <= buf.len(), "consumed {consumed} of {}", buf.len());
+                    assert!(
+                        consumed <= buf.len(),
+                        "consumed {consumed} of {}",
+                        buf.len()
+                    );
                     buf.drain(..consumed);
                     match message {
                         Some(m) => messages.push(m),
@@ -67,7 +78,11 @@ fn run(stream: &[u8], sizes: &[usize]) -> Run {
                 }
                 Err(e) => {
                     assert!(matches!(e.close_code(), 1002 | 1007 | 1009));
-                    return Run { messages, error: Some(e), leftover: 0 };
+                    return Run {
+                        messages,
+                        error: Some(e),
+                        leftover: 0,
+                    };
                 }
             }
         }
@@ -75,7 +90,11 @@ fn run(stream: &[u8], sizes: &[usize]) -> Run {
             break;
         }
     }
-    Run { messages, error: None, leftover: buf.len() }
+    Run {
+        messages,
+        error: None,
+        leftover: buf.len(),
+    }
 }
 
 /// Turns a server frame into the client frame with the same content: sets the mask bit, inserts
@@ -108,8 +127,9 @@ fn check_round_trip(m: &Message) {
     let client = mask_frame(&frame, [0x37, 0xfa, 0x21, 0x3d]);
     // A reassembled message may be larger than one frame under LIMITS; it is sent whole here.
     let mut decoder = Decoder::new(DecoderLimits::default());
-    let (back, consumed) =
-        decoder.decode(&client).unwrap_or_else(|e| panic!("re-encoded {m:?} does not decode: {e}"));
+    let (back, consumed) = decoder
+        .decode(&client)
+        .unwrap_or_else(|e| panic!("re-encoded {m:?} does not decode: {e}"));
     assert_eq!(consumed, client.len());
     assert_eq!(back.as_ref(), Some(m), "re-encoded as {client:?}");
 }
