@@ -52,3 +52,10 @@ impl<'a> Input<'a> {
         self.take(self.data.len())
     }
 }
+
+pub mod clients;
+
+/// A namespace as it prefixes a Socket.IO packet: nothing for `/`, else the name and a comma.
+pub fn ns_prefix(ns: &str) -> String {
+    if ns == "/" { String::new() } else { format!("{ns},") }
+}

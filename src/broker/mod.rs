@@ -9,7 +9,9 @@ pub mod adapter;
 pub(crate) mod ratelimit;
 pub mod rooms;
 pub mod shard;
-#[cfg(test)]
-mod sim;
+// Tests, and the fuzz crate through the `sim` feature (not part of the public API).
+#[cfg(any(test, feature = "sim"))]
+#[doc(hidden)]
+pub mod sim;
 
 pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};

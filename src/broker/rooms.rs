@@ -98,6 +98,11 @@ impl RoomIndex {
         self.rooms.get(room).is_some_and(|s| s.contains(&member))
     }
 
+    /// Every room with its members, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Room, &HashSet<u32>)> {
+        self.rooms.iter()
+    }
+
     /// Whether any local member is in the room.
     pub fn is_occupied(&self, room: &str) -> bool {
         self.rooms.contains_key(room)

@@ -370,6 +370,75 @@ impl Shard {
         self.sockets.len()
     }
 
+    /// Checks the shard's bookkeeping between two turns (for the simulation and the stateful
+    /// fuzz targets); returns the first inconsistency found. See the invariants in
+    /// docs/ARCHITECTURE.md: every socket is in its namespace's set, in `socket_ids` and in its
+    /// session's list, or in none; rooms hold only live sockets of their namespace, and the
+    /// room index agrees with itself; no socket is left half-disconnected.
+    #[cfg(any(test, feature = "sim"))]
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (idx, sock) in &self.sockets {
+            let idx = idx as u32;
+            if sock.disconnecting {
+                return Err(format!("socket {} still disconnecting between turns", sock.id));
+            }
+            if self.socket_ids.get(&sock.id) != Some(&idx) {
+                return Err(format!("socket {} missing from socket_ids", sock.id));
+            }
+            if !self.namespaces.get(sock.ns as usize).is_some_and(|n| n.sockets.contains(&idx)) {
+                return Err(format!("socket {} missing from its namespace", sock.id));
+            }
+            match self.sessions.get(sock.session as usize) {
+                Some(s) if s.sockets.contains(&(sock.ns, idx)) => {}
+                _ => return Err(format!("socket {} missing from its session's list", sock.id)),
+            }
+        }
+        if self.socket_ids.len() != self.sockets.len() {
+            return Err(format!("{} socket ids for {} sockets", self.socket_ids.len(), self.sockets.len()));
+        }
+        for (idx, session) in &self.sessions {
+            if self.sids.get(&session.sid) != Some(&(idx as u32)) {
+                return Err(format!("session {} missing from sids", session.sid));
+            }
+            for &(ns, sock) in &session.sockets {
+                match self.sockets.get(sock as usize) {
+                    Some(s) if s.ns == ns && s.session == idx as u32 => {}
+                    _ => return Err(format!("session {} lists a socket it does not own", session.sid)),
+                }
+            }
+        }
+        if self.sids.len() != self.sessions.len() {
+            return Err(format!("{} sids for {} sessions", self.sids.len(), self.sessions.len()));
+        }
+        for (ns_idx, ns) in self.namespaces.iter().enumerate() {
+            if let Some(&idx) = ns.sockets.iter().find(|&&i| self.sockets.get(i as usize).is_none()) {
+                return Err(format!("namespace {ns_idx} lists a removed socket {idx}"));
+            }
+            for (room, members) in ns.rooms.iter() {
+                if members.is_empty() {
+                    return Err(format!("empty room {room} kept in namespace {ns_idx}"));
+                }
+                for &m in members {
+                    if !ns.sockets.contains(&m) {
+                        return Err(format!("room {room} of namespace {ns_idx} holds a gone socket {m}"));
+                    }
+                    if !ns.rooms.rooms_of(m).iter().any(|r| r == room) {
+                        return Err(format!("room {room}: member {m} does not list it"));
+                    }
+                }
+            }
+            for &m in &ns.sockets {
+                for r in ns.rooms.rooms_of(m) {
+                    if !ns.rooms.contains(m, r) {
+                        return Err(format!("socket {m} lists room {r} that does not hold it"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn next_generation(&mut self) -> u32 {
         self.generation = self.generation.wrapping_add(1);
         self.generation

@@ -37,13 +37,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};
-use crate::api::ServerBuilder;
+use crate::api::{ServerBuilder, ServerHandle};
 use crate::engineio::session::WsInput;
 use crate::http::request::{Limits, Parse, parse_request};
 use crate::http::websocket::{self, Message, OpCode};
+use crate::runtime::{CoreHandle, CoreMsg};
 
 /// Index of a simulated connection; stable for the connection's whole life, across handoffs.
-pub(crate) type ConnId = usize;
+pub type ConnId = usize;
 
 /// Wall-clock milliseconds at virtual time zero.
 const WALL_BASE_MS: u64 = 1_700_000_000_000;
@@ -52,29 +53,29 @@ const WALL_BASE_MS: u64 = 1_700_000_000_000;
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// Client frame opcodes (RFC 6455 section 5.2).
-pub(crate) const OP_TEXT: u8 = 1;
-pub(crate) const OP_BINARY: u8 = 2;
-pub(crate) const OP_CLOSE: u8 = 8;
+pub const OP_TEXT: u8 = 1;
+pub const OP_BINARY: u8 = 2;
+pub const OP_CLOSE: u8 = 8;
 
 /// The Socket.IO path of the default configuration.
 const PATH: &str = "/socket.io/";
 
 /// An Engine.IO packet as a client sees it: text (with its type digit) or binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Pkt {
+pub enum Pkt {
     Text(String),
     Bin(Vec<u8>),
 }
 
 impl Pkt {
-    pub(crate) fn text(s: &str) -> Pkt {
+    pub fn text(s: &str) -> Pkt {
         Pkt::Text(s.to_owned())
     }
 }
 
 /// A WebSocket message from the server, as the client decodes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum WsMsg {
+pub enum WsMsg {
     Text(String),
     Binary(Vec<u8>),
     Close(Option<u16>),
@@ -84,30 +85,30 @@ pub(crate) enum WsMsg {
 
 /// An HTTP response as the client parses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HttpResponse {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl HttpResponse {
-    pub(crate) fn body_str(&self) -> &str {
+    pub fn body_str(&self) -> &str {
         std::str::from_utf8(&self.body).expect("UTF-8 body")
     }
 
-    pub(crate) fn header(&self, name_lowercase: &str) -> Option<&str> {
+    pub fn header(&self, name_lowercase: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name_lowercase).map(|(_, v)| v.as_str())
     }
 
     /// The body as a long-polling payload.
-    pub(crate) fn packets(&self) -> Vec<Pkt> {
+    pub fn packets(&self) -> Vec<Pkt> {
         decode_payload(&self.body)
     }
 }
 
 /// What the runtime did with a connection because of a `ConnCmd` (for assertions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CmdKind {
+pub enum CmdKind {
     Frame,
     Bytes,
     Unpark,
@@ -116,7 +117,7 @@ pub(crate) enum CmdKind {
 
 /// A cross-core message, recorded when a shard sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Sent {
+pub enum Sent {
     Occupancy { from: CoreId, to: CoreId, room: String, present: bool },
     Broadcast { from: CoreId, to: CoreId },
     Other { from: CoreId, to: CoreId },
@@ -173,7 +174,7 @@ enum Envelope {
 }
 
 /// The simulated system: N shards, their connections and clients, in virtual time.
-pub(crate) struct Sim {
+pub struct Sim {
     t0: Instant,
     elapsed: Duration,
     shards: Vec<Shard>,
@@ -185,17 +186,23 @@ pub(crate) struct Sim {
     /// Client reactions to send (connection, text frame), in order.
     reactions: VecDeque<(ConnId, String)>,
     /// Leave messages in the inboxes after each input (see the module documentation).
-    pub(crate) hold: bool,
+    pub hold: bool,
     /// Every cross-core message and handoff, in sending order.
-    pub(crate) sent: Vec<Sent>,
+    pub sent: Vec<Sent>,
     http_limits: Limits,
     ws_limits: websocket::DecoderLimits,
     max_output: usize,
+    /// What the application's `ServerHandle` sends (from handlers or other threads) waits here
+    /// until [`Sim::pump_external`] moves it into the inboxes.
+    external: Vec<crossbeam_channel::Receiver<CoreMsg>>,
+    handle: ServerHandle,
+    /// The handles' wakers belong to these; nothing polls them.
+    _polls: Vec<mio::Poll>,
 }
 
 impl Sim {
     /// `n_cores` shards serving the application built by `server`; ids are seeded from `seed`.
-    pub(crate) fn new(n_cores: usize, server: ServerBuilder, seed: u64) -> Sim {
+    pub fn new(n_cores: usize, server: ServerBuilder, seed: u64) -> Sim {
         let def = Arc::new(server.into_def());
         let cfg = &def.config;
         let http_limits = Limits {
@@ -220,6 +227,26 @@ impl Sim {
                 )
             })
             .collect();
+        // The application's handle, as `runtime::start` makes it, its hooks run before any input.
+        let mut polls = Vec::new();
+        let mut handles = Vec::new();
+        let mut external = Vec::new();
+        for _ in 0..n_cores {
+            let poll = mio::Poll::new().expect("epoll instance for the simulated handle");
+            let (h, rx) = CoreHandle::detached(&poll).expect("waker for the simulated handle");
+            polls.push(poll);
+            handles.push(h);
+            external.push(rx);
+        }
+        let handle = ServerHandle {
+            cores: Arc::new(handles),
+            adapter: def.adapter.clone(),
+            stats: Arc::new(crate::stats::NodeStats::new(n_cores)),
+        };
+        let hooks = std::mem::take(&mut *def.on_start.lock().unwrap_or_else(|p| p.into_inner()));
+        for hook in hooks {
+            hook(&handle);
+        }
         let mut sim = Sim {
             t0,
             elapsed: Duration::ZERO,
@@ -234,6 +261,9 @@ impl Sim {
             http_limits,
             ws_limits,
             max_output,
+            external,
+            handle,
+            _polls: polls,
         };
         sim.set_time_all();
         sim
@@ -242,7 +272,7 @@ impl Sim {
     // ----- clock ----------------------------------------------------------------------------
 
     /// Virtual time since the start.
-    pub(crate) fn elapsed(&self) -> Duration {
+    pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
@@ -259,13 +289,13 @@ impl Sim {
     }
 
     /// The earliest deadline of any shard, as an offset from the start.
-    pub(crate) fn next_deadline(&self) -> Option<Duration> {
+    pub fn next_deadline(&self) -> Option<Duration> {
         self.shards.iter().filter_map(Shard::poll_timeout).min().map(|t| t.saturating_duration_since(self.t0))
     }
 
     /// Move the clock forward by `d`, running every deadline that falls inside, in order, each
     /// at its exact time.
-    pub(crate) fn advance(&mut self, d: Duration) {
+    pub fn advance(&mut self, d: Duration) {
         let target = self.elapsed + d;
         while let Some(next) = self.next_deadline()
             && next <= target
@@ -284,33 +314,33 @@ impl Sim {
         self.set_time_all();
     }
 
-    pub(crate) fn advance_ms(&mut self, ms: u64) {
+    pub fn advance_ms(&mut self, ms: u64) {
         self.advance(Duration::from_millis(ms));
     }
 
     // ----- shards and messages --------------------------------------------------------------
 
     /// Run `f` on core `core`'s shard as one turn (as `ShardMsg::Run` would).
-    pub(crate) fn run_on(&mut self, core: CoreId, f: impl FnOnce(&mut Shard)) {
+    pub fn run_on(&mut self, core: CoreId, f: impl FnOnce(&mut Shard)) {
         self.turn(core, |sim| f(&mut sim.shards[core as usize]));
         self.after_input();
     }
 
-    pub(crate) fn shard(&self, core: CoreId) -> &Shard {
+    pub fn shard(&self, core: CoreId) -> &Shard {
         &self.shards[core as usize]
     }
 
-    pub(crate) fn cores(&self) -> usize {
+    pub fn cores(&self) -> usize {
         self.shards.len()
     }
 
     /// Messages waiting in core `core`'s inbox.
-    pub(crate) fn inbox_len(&self, core: CoreId) -> usize {
+    pub fn inbox_len(&self, core: CoreId) -> usize {
         self.inbox[core as usize].len()
     }
 
     /// One turn of `core` that drains its inbox (as `Core::drain_inbox`, up to 4096 items).
-    pub(crate) fn deliver(&mut self, core: CoreId) {
+    pub fn deliver(&mut self, core: CoreId) {
         self.turn(core, |sim| {
             for _ in 0..4096 {
                 let Some(env) = sim.inbox[core as usize].pop_front() else {
@@ -332,10 +362,32 @@ impl Sim {
         });
     }
 
+    /// The application's handle (the one its `on_start` hooks got).
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Move what was sent through the application's handle (`run_on`, server-wide emits) into
+    /// the inboxes, in sending order per core; returns whether there was any.
+    pub fn pump_external(&mut self) -> bool {
+        let mut any = false;
+        for (core, rx) in self.external.iter().enumerate() {
+            while let Ok(msg) = rx.try_recv() {
+                any = true;
+                match msg {
+                    CoreMsg::Shard(m) => self.inbox[core].push_back(Envelope::Msg(m)),
+                    // Only the runtime hands TCP connections over.
+                    CoreMsg::Handoff { .. } => unreachable!("handoff through the application handle"),
+                }
+            }
+        }
+        any
+    }
+
     /// Deliver every message and client reaction until nothing is in flight.
-    pub(crate) fn run_until_idle(&mut self) {
+    pub fn run_until_idle(&mut self) {
         loop {
-            let mut progressed = false;
+            let mut progressed = self.pump_external();
             for core in 0..self.shards.len() {
                 if !self.inbox[core].is_empty() {
                     self.deliver(core as CoreId);
@@ -348,9 +400,20 @@ impl Sim {
                 self.write_now(id, &frame);
             }
             if !progressed {
-                return;
+                break;
             }
         }
+        if let Err(e) = self.check_invariants() {
+            panic!("shard invariant broken after the system went idle: {e}");
+        }
+    }
+
+    /// [`Shard::check_invariants`] of every shard.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (core, shard) in self.shards.iter().enumerate() {
+            shard.check_invariants().map_err(|e| format!("core {core}: {e}"))?;
+        }
+        Ok(())
     }
 
     fn after_input(&mut self) {
@@ -696,13 +759,13 @@ impl Sim {
     }
 
     /// A new TCP connection accepted by `core`, from 10.0.0.1.
-    pub(crate) fn connect(&mut self, core: CoreId) -> ConnId {
+    pub fn connect(&mut self, core: CoreId) -> ConnId {
         let port = 40000 + self.conns.len() as u16;
         self.connect_from(core, SocketAddr::from(([10, 0, 0, 1], port)))
     }
 
     /// A new TCP connection accepted by `core`, from `remote`.
-    pub(crate) fn connect_from(&mut self, core: CoreId, remote: SocketAddr) -> ConnId {
+    pub fn connect_from(&mut self, core: CoreId, remote: SocketAddr) -> ConnId {
         let key = self.new_key(core);
         let id = self.conns.len();
         self.conns.push(SimConn {
@@ -741,13 +804,13 @@ impl Sim {
     }
 
     /// The client writes raw bytes on its connection (ignored once the server closed it).
-    pub(crate) fn client_write(&mut self, id: ConnId, bytes: &[u8]) {
+    pub fn client_write(&mut self, id: ConnId, bytes: &[u8]) {
         self.write_now(id, bytes);
         self.after_input();
     }
 
     /// The client closes its connection (the server reads EOF).
-    pub(crate) fn client_close(&mut self, id: ConnId) {
+    pub fn client_close(&mut self, id: ConnId) {
         let c = &self.conns[id];
         if c.closed || c.in_transit {
             return;
@@ -761,51 +824,51 @@ impl Sim {
     }
 
     /// Whether the client reads its connection; a stalled reader lets output pile up.
-    pub(crate) fn set_reading(&mut self, id: ConnId, reading: bool) {
+    pub fn set_reading(&mut self, id: ConnId, reading: bool) {
         self.conns[id].reading = reading;
     }
 
-    pub(crate) fn set_auto_pong(&mut self, id: ConnId, on: bool) {
+    pub fn set_auto_pong(&mut self, id: ConnId, on: bool) {
         self.conns[id].auto_pong = on;
     }
 
     /// Whether the server has dropped the connection.
-    pub(crate) fn is_closed(&self, id: ConnId) -> bool {
+    pub fn is_closed(&self, id: ConnId) -> bool {
         self.conns[id].closed
     }
 
     /// Whether a GET poll is parked on the connection.
-    pub(crate) fn is_parked(&self, id: ConnId) -> bool {
+    pub fn is_parked(&self, id: ConnId) -> bool {
         matches!(self.conns[id].state, ServerSide::Parked { .. })
     }
 
     /// The core that holds the connection now.
-    pub(crate) fn core_of(&self, id: ConnId) -> CoreId {
+    pub fn core_of(&self, id: ConnId) -> CoreId {
         self.conns[id].core
     }
 
     /// Bytes written by the server and not read by the client.
-    pub(crate) fn pending_output(&self, id: ConnId) -> usize {
+    pub fn pending_output(&self, id: ConnId) -> usize {
         self.conns[id].out.len()
     }
 
     /// The `ConnCmd`s applied to the connection so far.
-    pub(crate) fn cmds(&self, id: ConnId) -> &[CmdKind] {
+    pub fn cmds(&self, id: ConnId) -> &[CmdKind] {
         &self.conns[id].cmds
     }
 
-    pub(crate) fn take_response(&mut self, id: ConnId) -> Option<HttpResponse> {
+    pub fn take_response(&mut self, id: ConnId) -> Option<HttpResponse> {
         self.conns[id].responses.pop_front()
     }
 
     /// Every WebSocket message the client received since the last call.
-    pub(crate) fn ws_take(&mut self, id: ConnId) -> Vec<WsMsg> {
+    pub fn ws_take(&mut self, id: ConnId) -> Vec<WsMsg> {
         self.conns[id].frames.drain(..).collect()
     }
 
     /// The data messages (text and binary) the client received, pings included, without
     /// control frames.
-    pub(crate) fn ws_packets(&mut self, id: ConnId) -> Vec<Pkt> {
+    pub fn ws_packets(&mut self, id: ConnId) -> Vec<Pkt> {
         self.ws_take(id)
             .into_iter()
             .filter_map(|m| match m {
@@ -817,7 +880,7 @@ impl Sim {
     }
 
     /// The text messages the client received, pings left out.
-    pub(crate) fn ws_texts(&mut self, id: ConnId) -> Vec<String> {
+    pub fn ws_texts(&mut self, id: ConnId) -> Vec<String> {
         self.ws_take(id)
             .into_iter()
             .filter_map(|m| match m {
@@ -830,14 +893,14 @@ impl Sim {
     // ----- simulated clients ----------------------------------------------------------------
 
     /// Send a request on a new connection to `core`; returns the connection.
-    pub(crate) fn request(&mut self, core: CoreId, raw: &[u8]) -> ConnId {
+    pub fn request(&mut self, core: CoreId, raw: &[u8]) -> ConnId {
         let id = self.connect(core);
         self.client_write(id, raw);
         id
     }
 
     /// WebSocket handshake (no sid) on `core`: checks the 101 and the open packet.
-    pub(crate) fn ws_open(&mut self, core: CoreId) -> WsClient {
+    pub fn ws_open(&mut self, core: CoreId) -> WsClient {
         let conn = self.request(core, &ws_request(None));
         let r = self.take_response(conn).expect("handshake response");
         assert_eq!(r.status, 101, "{r:?}");
@@ -852,7 +915,7 @@ impl Sim {
     }
 
     /// WebSocket handshake then CONNECT to `/`; returns the client and the socket id.
-    pub(crate) fn ws_connected(&mut self, core: CoreId) -> (WsClient, String) {
+    pub fn ws_connected(&mut self, core: CoreId) -> (WsClient, String) {
         let c = self.ws_open(core);
         self.ws_send(c.conn, "40");
         let texts = self.ws_texts(c.conn);
@@ -861,23 +924,23 @@ impl Sim {
     }
 
     /// Send a text message over the client's WebSocket.
-    pub(crate) fn ws_send(&mut self, conn: ConnId, text: &str) {
+    pub fn ws_send(&mut self, conn: ConnId, text: &str) {
         self.client_write(conn, &client_frame(OP_TEXT, text.as_bytes()));
     }
 
-    pub(crate) fn ws_send_bin(&mut self, conn: ConnId, data: &[u8]) {
+    pub fn ws_send_bin(&mut self, conn: ConnId, data: &[u8]) {
         self.client_write(conn, &client_frame(OP_BINARY, data));
     }
 
     /// The client sends a WebSocket close frame.
-    pub(crate) fn ws_send_close(&mut self, conn: ConnId) {
+    pub fn ws_send_close(&mut self, conn: ConnId) {
         let mut payload = Vec::new();
         payload.extend_from_slice(&1000u16.to_be_bytes());
         self.client_write(conn, &client_frame(OP_CLOSE, &payload));
     }
 
     /// Polling handshake on `core`: checks the 200 and the open packet.
-    pub(crate) fn poll_open(&mut self, core: CoreId) -> PollClient {
+    pub fn poll_open(&mut self, core: CoreId) -> PollClient {
         let conn = self.request(core, &get_request(None));
         let r = self.take_response(conn).expect("handshake response");
         assert_eq!(r.status, 200, "{r:?}");
@@ -892,12 +955,12 @@ impl Sim {
     }
 
     /// A GET poll for `sid` on a new connection to `core`; the answer may be parked.
-    pub(crate) fn poll_get(&mut self, core: CoreId, sid: &str) -> ConnId {
+    pub fn poll_get(&mut self, core: CoreId, sid: &str) -> ConnId {
         self.request(core, &get_request(Some(sid)))
     }
 
     /// A GET poll that must be answered at once; returns its packets.
-    pub(crate) fn poll_now(&mut self, core: CoreId, sid: &str) -> Vec<Pkt> {
+    pub fn poll_now(&mut self, core: CoreId, sid: &str) -> Vec<Pkt> {
         let conn = self.poll_get(core, sid);
         let r = self.take_response(conn).expect("GET answered at once");
         assert_eq!(r.status, 200, "{r:?}");
@@ -905,45 +968,45 @@ impl Sim {
     }
 
     /// A POST of `packets` for `sid` on a new connection to `core`; returns the response.
-    pub(crate) fn poll_post(&mut self, core: CoreId, sid: &str, packets: &[Pkt]) -> HttpResponse {
+    pub fn poll_post(&mut self, core: CoreId, sid: &str, packets: &[Pkt]) -> HttpResponse {
         let conn = self.request(core, &post_request(sid, &encode_payload(packets)));
         self.take_response(conn).expect("POST answered")
     }
 
     /// A POST that must be accepted (`200 ok`).
-    pub(crate) fn post_ok(&mut self, core: CoreId, sid: &str, packets: &[Pkt]) {
+    pub fn post_ok(&mut self, core: CoreId, sid: &str, packets: &[Pkt]) {
         let r = self.poll_post(core, sid, packets);
         assert_eq!((r.status, r.body_str()), (200, "ok"), "{r:?}");
     }
 
     /// The packets answering a GET that was parked on `conn`, once it has been answered.
-    pub(crate) fn poll_answer(&mut self, conn: ConnId) -> Option<Vec<Pkt>> {
+    pub fn poll_answer(&mut self, conn: ConnId) -> Option<Vec<Pkt>> {
         let r = self.take_response(conn)?;
         assert_eq!(r.status, 200, "{r:?}");
         Some(r.packets())
     }
 
     /// Open a WebSocket carrying `sid` for the upgrade (a probe); returns the connection.
-    pub(crate) fn ws_probe(&mut self, core: CoreId, sid: &str) -> ConnId {
+    pub fn ws_probe(&mut self, core: CoreId, sid: &str) -> ConnId {
         self.request(core, &ws_request(Some(sid)))
     }
 }
 
 /// A WebSocket client after its handshake.
-pub(crate) struct WsClient {
-    pub(crate) conn: ConnId,
-    pub(crate) sid: String,
-    pub(crate) open: serde_json::Value,
+pub struct WsClient {
+    pub conn: ConnId,
+    pub sid: String,
+    pub open: serde_json::Value,
     /// The open packet's JSON exactly as sent.
-    pub(crate) open_raw: String,
+    pub open_raw: String,
 }
 
 /// A polling client after its handshake (it opens a connection per request).
-pub(crate) struct PollClient {
-    pub(crate) sid: String,
-    pub(crate) open: serde_json::Value,
+pub struct PollClient {
+    pub sid: String,
+    pub open: serde_json::Value,
     /// The open packet's JSON exactly as sent.
-    pub(crate) open_raw: String,
+    pub open_raw: String,
 }
 
 // ----- wire helpers -------------------------------------------------------------------------
@@ -955,11 +1018,11 @@ fn query(transport: &str, sid: Option<&str>) -> String {
     }
 }
 
-pub(crate) fn get_request(sid: Option<&str>) -> Vec<u8> {
+pub fn get_request(sid: Option<&str>) -> Vec<u8> {
     format!("GET {} HTTP/1.1\r\nHost: sim\r\n\r\n", query("polling", sid)).into_bytes()
 }
 
-pub(crate) fn post_request(sid: &str, body: &[u8]) -> Vec<u8> {
+pub fn post_request(sid: &str, body: &[u8]) -> Vec<u8> {
     let mut v = format!(
         "POST {} HTTP/1.1\r\nHost: sim\r\nContent-Type: text/plain;charset=UTF-8\r\n\
          Content-Length: {}\r\n\r\n",
@@ -971,7 +1034,7 @@ pub(crate) fn post_request(sid: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
-pub(crate) fn ws_request(sid: Option<&str>) -> Vec<u8> {
+pub fn ws_request(sid: Option<&str>) -> Vec<u8> {
     format!(
         "GET {} HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -981,7 +1044,7 @@ pub(crate) fn ws_request(sid: Option<&str>) -> Vec<u8> {
 }
 
 /// A masked client frame (RFC 6455 section 5.3), FIN set.
-pub(crate) fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
     let mut v = vec![0x80 | opcode];
     let n = payload.len();
@@ -1048,7 +1111,7 @@ fn parse_response(buf: &[u8]) -> Option<(HttpResponse, usize)> {
 }
 
 /// Decode a long-polling payload: records joined by `\x1e`, binary ones as `b<base64>`.
-pub(crate) fn decode_payload(body: &[u8]) -> Vec<Pkt> {
+pub fn decode_payload(body: &[u8]) -> Vec<Pkt> {
     if body.is_empty() {
         return Vec::new();
     }
@@ -1060,7 +1123,7 @@ pub(crate) fn decode_payload(body: &[u8]) -> Vec<Pkt> {
         .collect()
 }
 
-pub(crate) fn encode_payload(packets: &[Pkt]) -> Vec<u8> {
+pub fn encode_payload(packets: &[Pkt]) -> Vec<u8> {
     let mut out = Vec::new();
     for (i, p) in packets.iter().enumerate() {
         if i > 0 {
@@ -1078,7 +1141,7 @@ pub(crate) fn encode_payload(packets: &[Pkt]) -> Vec<u8> {
 }
 
 /// The socket id in a CONNECT answer `40[/ns,]{"sid":"..."}`.
-pub(crate) fn connect_ok_sid(text: &str, ns: &str) -> String {
+pub fn connect_ok_sid(text: &str, ns: &str) -> String {
     let prefix = if ns == "/" { "40".to_owned() } else { format!("40{ns},") };
     let json = text.strip_prefix(&prefix).unwrap_or_else(|| panic!("not a CONNECT answer for {ns}: {text}"));
     let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
@@ -1088,14 +1151,14 @@ pub(crate) fn connect_ok_sid(text: &str, ns: &str) -> String {
 
 /// What handlers observed, shared with the test (handlers must be `Send + Sync`).
 #[derive(Clone, Default)]
-pub(crate) struct Log(Arc<Mutex<Vec<String>>>);
+pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
-    pub(crate) fn push(&self, s: impl Into<String>) {
+    pub fn push(&self, s: impl Into<String>) {
         self.0.lock().expect("log").push(s.into());
     }
 
-    pub(crate) fn take(&self) -> Vec<String> {
+    pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().expect("log"))
     }
 }

@@ -253,7 +253,9 @@ pub fn start_presence(
         .expect("spawn presence thread")
 }
 
-fn deliver_presence(shared: &Shared, out: PresenceOut) {
+/// Sends what the presence state machine asked for through the server handle (the presence
+/// thread's output; the chat fuzz target drives [`presence::Presence`] itself and calls this).
+pub fn deliver_presence(shared: &Shared, out: PresenceOut) {
     let Some(handle) = shared.handle() else {
         return;
     };

@@ -52,6 +52,15 @@ impl CoreHandle {
         self.send_core(CoreMsg::Shard(msg));
     }
 
+    /// A handle whose messages wait in the returned channel and whose waker belongs to `poll`,
+    /// which nobody polls: for the simulation (`broker::sim`), which drains the channel itself.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn detached(poll: &Poll) -> io::Result<(CoreHandle, Receiver<CoreMsg>)> {
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((CoreHandle { tx, waker, sleeping: Arc::new(AtomicBool::new(false)) }, rx))
+    }
+
     pub(crate) fn send_core(&self, msg: CoreMsg) {
         if self.tx.send(msg).is_ok() && self.sleeping.swap(false, Ordering::SeqCst) {
             let _ = self.waker.wake();
