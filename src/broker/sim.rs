@@ -1877,6 +1877,7 @@ mod tests {
             sim.ws_send(a.conn, &format!(r#"42{i}["join","{room}"]"#));
         }
         assert_eq!(sim.ws_texts(a.conn), ["430[true]", "431[true]", "432[false]"]);
+        assert_eq!(sim.shard(0).stats().snapshot().room_joins_refused, 1);
         // Joining a room it is in does not count.
         sim.ws_send(a.conn, r#"423["join","r2"]"#);
         assert_eq!(sim.ws_texts(a.conn), ["433[true]"]);
