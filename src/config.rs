@@ -139,6 +139,9 @@ pub struct Config {
     /// After a shutdown starts, how long a core keeps delivering close packets (a polling
     /// session waits for its next poll) before it exits regardless.
     pub shutdown_timeout: Duration,
+    /// Serve `GET /metrics` (Prometheus text format). Operators should keep it off the public
+    /// network (deny it at the proxy).
+    pub metrics: bool,
 }
 
 impl Default for Config {
@@ -156,6 +159,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             backlog: 1024,
             shutdown_timeout: Duration::from_millis(3000),
+            metrics: true,
         }
     }
 }

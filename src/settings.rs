@@ -584,6 +584,18 @@ pub static OPTIONS: &[Opt] = &[
         },
     },
     Opt {
+        key: "metrics",
+        flag: "--metrics",
+        metavar: "on|off",
+        help: "serve GET /metrics (Prometheus text); keep it off the public network (deny it at the proxy)",
+        unset: "",
+        kind: Kind::Choice {
+            choices: &["off", "on"],
+            set: |s, i| s.server.metrics = i == 1,
+            get: |s| usize::from(s.server.metrics),
+        },
+    },
+    Opt {
         key: "log.level",
         flag: "--log-level",
         metavar: "LEVEL",

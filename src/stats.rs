@@ -1,4 +1,5 @@
-//! Counters of what the limits did, for a `/metrics` endpoint to read.
+//! Counters of what the limits did, and each core's [`CoreMetrics`], for `GET /metrics`
+//! ([`crate::metrics::Exposition::node`]).
 //!
 //! Each core owns one [`CoreStats`] and is the only writer of it (relaxed atomics: a counter
 //! needs no ordering with anything else). Any thread may read them, through
@@ -9,6 +10,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::metrics::CoreMetrics;
 
 /// One core's counters, monotonic since start. Aligned to its own cache lines so the cores'
 /// writes do not contend.
@@ -33,6 +36,18 @@ pub struct CoreStats {
     /// Sessions closed as slow consumers (output or polling queue over `max_output_bytes`),
     /// plus plain HTTP connections dropped for the same reason.
     pub slow_consumers: AtomicU64,
+    /// POST bodies answered 413 and WebSocket messages closed with 1009 (`maxPayload`).
+    pub payload_too_large: AtomicU64,
+    /// Requests answered with an HTTP error and closed before routing: a malformed head, one
+    /// over `max_header_bytes` or 64 headers (431), `Transfer-Encoding` (501).
+    pub http_requests_refused: AtomicU64,
+    /// `Socket::join` refused at `max_rooms_per_socket`.
+    pub room_joins_refused: AtomicU64,
+    /// Sessions closed for a Socket.IO packet that does not decode, including one over the
+    /// attachment limits or the namespace name length.
+    pub malformed_packets: AtomicU64,
+    /// The rest of the core's metrics (published once per loop turn).
+    pub metrics: CoreMetrics,
 }
 
 impl CoreStats {
@@ -53,7 +68,16 @@ impl CoreStats {
             idle_timeouts: get(&self.idle_timeouts),
             accept_errors: get(&self.accept_errors),
             slow_consumers: get(&self.slow_consumers),
+            payload_too_large: get(&self.payload_too_large),
+            http_requests_refused: get(&self.http_requests_refused),
+            room_joins_refused: get(&self.room_joins_refused),
+            malformed_packets: get(&self.malformed_packets),
         }
+    }
+
+    /// Counters for a server with `namespaces` namespaces.
+    pub fn new(namespaces: usize) -> CoreStats {
+        CoreStats { metrics: CoreMetrics::new(namespaces), ..CoreStats::default() }
     }
 }
 
@@ -67,10 +91,11 @@ pub struct NodeStats {
 }
 
 impl NodeStats {
-    pub(crate) fn new(n_cores: usize) -> NodeStats {
+    /// Counters for `n_cores` cores of a server with `namespaces` namespaces.
+    pub fn new(n_cores: usize, namespaces: usize) -> NodeStats {
         NodeStats {
             open_connections: AtomicUsize::new(0),
-            cores: (0..n_cores).map(|_| Arc::new(CoreStats::default())).collect(),
+            cores: (0..n_cores).map(|_| Arc::new(CoreStats::new(namespaces))).collect(),
         }
     }
 
@@ -94,6 +119,10 @@ pub struct StatsSnapshot {
     pub idle_timeouts: u64,
     pub accept_errors: u64,
     pub slow_consumers: u64,
+    pub payload_too_large: u64,
+    pub http_requests_refused: u64,
+    pub room_joins_refused: u64,
+    pub malformed_packets: u64,
 }
 
 impl std::ops::Add for StatsSnapshot {
@@ -109,6 +138,10 @@ impl std::ops::Add for StatsSnapshot {
             idle_timeouts: self.idle_timeouts + o.idle_timeouts,
             accept_errors: self.accept_errors + o.accept_errors,
             slow_consumers: self.slow_consumers + o.slow_consumers,
+            payload_too_large: self.payload_too_large + o.payload_too_large,
+            http_requests_refused: self.http_requests_refused + o.http_requests_refused,
+            room_joins_refused: self.room_joins_refused + o.room_joins_refused,
+            malformed_packets: self.malformed_packets + o.malformed_packets,
         }
     }
 }

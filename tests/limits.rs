@@ -268,3 +268,71 @@ fn churn_of_short_connections_keeps_pending_deadlines() {
     );
     assert_eq!(srv.handle.stats().header_timeouts, 1);
 }
+
+#[test]
+fn refused_payloads_heads_and_packets_are_counted_and_exported() {
+    let srv = start(|c| c.engine.max_payload = 1000);
+    let s = || srv.handle.stats();
+
+    // A WebSocket message over maxPayload: close 1009.
+    let url = format!("ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket", srv.port);
+    let (mut ws, _) = tungstenite::client(url.as_str(), connect(srv.port)).expect("websocket handshake");
+    ws.send(Message::text(format!("4{}", "x".repeat(2000)))).unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => {
+                assert_eq!(u16::from(f.code), 1009);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no close frame: {e}"),
+        }
+    }
+    wait_for("the WebSocket payload count", || s().payload_too_large == 1);
+
+    // A polling POST over maxPayload: 413.
+    let mut poll = connect(srv.port);
+    poll.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let open = read_response(&mut poll);
+    let sid = open.split("\"sid\":\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let body = "4".repeat(1500);
+    write!(
+        poll,
+        "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let answer = read_to_close(&mut poll).expect("413 and closed");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert_eq!(s().payload_too_large, 2);
+
+    // A request head over max_header_bytes (431) and one with Transfer-Encoding (501).
+    let mut big = connect(srv.port);
+    write!(big, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(9000)).unwrap();
+    assert!(read_to_close(&mut big).expect("answered").starts_with("HTTP/1.1 431"));
+    let mut chunked = connect(srv.port);
+    chunked
+        .write_all(b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .unwrap();
+    assert!(read_to_close(&mut chunked).expect("answered").starts_with("HTTP/1.1 501"));
+    assert_eq!(s().http_requests_refused, 2);
+
+    // A Socket.IO packet that does not decode closes its session.
+    let (mut ws, _) = tungstenite::client(url.as_str(), connect(srv.port)).expect("websocket handshake");
+    ws.send(Message::text("40")).unwrap();
+    ws.send(Message::text("42[\"unterminated")).unwrap();
+    while ws.read().is_ok() {}
+    wait_for("the malformed packet count", || s().malformed_packets == 1);
+
+    // The same numbers on GET /metrics.
+    let mut m = connect(srv.port);
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let text = read_response(&mut m);
+    for line in [
+        "\nsockeye_payload_too_large_total 2\n",
+        "\nsockeye_http_requests_refused_total 2\n",
+        "\nsockeye_malformed_packets_total 1\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+}

@@ -52,9 +52,12 @@ pub(crate) struct ServerDef {
     pub(crate) http_app: Option<Arc<dyn HttpApp>>,
     /// Run once with the server's handle, before any connection is served.
     pub(crate) on_start: std::sync::Mutex<Vec<StartHook>>,
+    /// Append the application's families to `GET /metrics`.
+    pub(crate) metrics_hooks: Vec<MetricsHook>,
 }
 
 type StartHook = Box<dyn FnOnce(&ServerHandle) + Send>;
+type MetricsHook = Box<dyn Fn(&mut crate::metrics::Exposition) + Send + Sync>;
 
 impl ServerDef {
     /// The endpoint serving `path`; `/socket.io` and `/socket.io/` are the same.
@@ -130,6 +133,7 @@ pub struct ServerBuilder {
     adapter: Option<Arc<dyn Adapter>>,
     http_app: Option<Arc<dyn HttpApp>>,
     on_start: Vec<StartHook>,
+    metrics_hooks: Vec<MetricsHook>,
 }
 
 impl ServerBuilder {
@@ -141,6 +145,7 @@ impl ServerBuilder {
             adapter: None,
             http_app: None,
             on_start: Vec::new(),
+            metrics_hooks: Vec::new(),
         }
     }
 
@@ -187,6 +192,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Add the application's own metric families to `GET /metrics`: `f` appends them (with
+    /// `Exposition::family` and `sample`) after the server's. It runs on whichever core answers
+    /// the scrape, so it must only read shared state (atomics) and must not block.
+    pub fn metrics(
+        &mut self,
+        f: impl Fn(&mut crate::metrics::Exposition) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.metrics_hooks.push(Box::new(f));
+        self
+    }
+
     /// Serve a plain Engine.IO endpoint (no Socket.IO) at `path`.
     pub fn engine_endpoint(&mut self, path: &str, app: Arc<dyn EngineApp>) -> &mut Self {
         self.engines.push((trim_path(path), app));
@@ -205,6 +221,7 @@ impl ServerBuilder {
             adapter: self.adapter,
             http_app: self.http_app,
             on_start: std::sync::Mutex::new(self.on_start),
+            metrics_hooks: self.metrics_hooks,
         }
     }
 

@@ -36,8 +36,9 @@ use crate::engineio::session::{
 use crate::engineio::sid::{make_sid, sid_core};
 use crate::http::request::{Method, Request};
 use crate::http::response::write_simple;
+use crate::metrics::{Exposition, ShardTally, close_index, disconnect_index};
 use crate::socketio::packet::{self as sio, Decoder, DecoderLimits, PacketKind};
-use crate::stats::CoreStats;
+use crate::stats::{CoreStats, NodeStats};
 
 /// Index of a core (event-loop thread).
 pub type CoreId = u8;
@@ -235,6 +236,10 @@ pub struct Shard {
     handshakes: Option<HandshakeLimiter>,
     /// This core's counters; the shard writes the ones it decides.
     stats: Arc<CoreStats>,
+    /// Every core's counters, for `GET /metrics`.
+    node: Arc<NodeStats>,
+    /// Running totals of the data path, published to `stats.metrics` once per loop turn.
+    tally: ShardTally,
 }
 
 impl Shard {
@@ -242,6 +247,7 @@ impl Shard {
     pub(crate) fn new(core: CoreId, n_cores: usize, def: Arc<ServerDef>, seed: u64, now: Instant) -> Shard {
         let namespaces = def.namespaces.iter().map(|_| NsState::default()).collect();
         let handshakes = HandshakeLimiter::new(&def.config.limits, n_cores, now);
+        let node = Arc::new(NodeStats::new(n_cores, def.namespaces.len()));
         Shard {
             core,
             n_cores,
@@ -264,13 +270,36 @@ impl Shard {
             app_timers: HashMap::new(),
             next_app_timer: 0,
             handshakes,
-            stats: Arc::new(CoreStats::default()),
+            stats: node.cores[core as usize].clone(),
+            node,
+            tally: ShardTally::default(),
         }
     }
 
-    /// Count into `stats` (the runtime passes the core's entry of the node's counters).
-    pub(crate) fn set_stats(&mut self, stats: Arc<CoreStats>) {
-        self.stats = stats;
+    /// Count into the node's counters (the runtime's, shared by every core) instead of the
+    /// shard's own.
+    pub(crate) fn set_node(&mut self, node: Arc<NodeStats>) {
+        self.stats = node.cores[self.core as usize].clone();
+        self.node = node;
+    }
+
+    /// Publish the data path's running totals to this core's metrics (the runtime does it once
+    /// per loop turn): plain stores, no read-modify-write.
+    pub fn publish_metrics(&self) {
+        let sockets = self.namespaces.iter().map(|n| n.sockets.len());
+        self.stats.metrics.publish_shard(&self.tally, sockets);
+    }
+
+    /// The `GET /metrics` body: every core's metrics, then what the application adds.
+    pub fn render_metrics(&self) -> String {
+        self.publish_metrics();
+        let names: Vec<&str> = self.def.namespaces.iter().map(|n| n.name.as_str()).collect();
+        let mut e = Exposition::default();
+        e.node(&self.node, &names);
+        for hook in &self.def.metrics_hooks {
+            hook(&mut e);
+        }
+        e.finish()
     }
 
     /// This core's counters.
@@ -541,6 +570,16 @@ impl Shard {
                         req.keep_alive,
                     ));
                 }
+                "/metrics" if self.def.config.metrics => {
+                    let body = self.render_metrics();
+                    return RequestOutcome::Respond(simple(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        body.as_bytes(),
+                        &[],
+                        req.keep_alive,
+                    ));
+                }
                 "/readyz" => {
                     let (status, body): (u16, &[u8]) = if self.shutting_down {
                         (503, br#"{"status":"draining"}"#)
@@ -699,6 +738,8 @@ impl Shard {
         };
         let idx = self.sessions.insert(entry) as u32;
         self.sids.insert(sid, idx);
+        self.tally.sessions[transport_index(transport)] += 1;
+        self.tally.eio_packets_out += 1;
         self.arm(idx);
         let mut open_packet = String::with_capacity(open.len() + 1);
         open_packet.push('0');
@@ -810,6 +851,7 @@ impl Shard {
     /// A POST body was larger than `max_payload`: the reference answers 413 and closes the
     /// session. Returns the response to write.
     pub fn handle_oversized_post(&mut self, req: &Request) -> Vec<u8> {
+        CoreStats::bump(&self.stats.payload_too_large);
         if self.def.endpoint_for(&req.path).is_none() && self.def.http_app.is_some() {
             // An application route: its errors are JSON.
             let headers = self.def.config.cors.headers(req.header("origin"));
@@ -1011,6 +1053,8 @@ impl Shard {
                 match ev {
                     SessionEvent::Message(d) => self.handle_message(idx, d),
                     SessionEvent::Upgraded => {
+                        self.tally.sessions[0] = self.tally.sessions[0].saturating_sub(1);
+                        self.tally.sessions[1] += 1;
                         let s = &mut self.sessions[idx as usize];
                         if s.probe_conn.is_some() {
                             s.ws_conn = s.probe_conn.take();
@@ -1028,7 +1072,18 @@ impl Shard {
                 break;
             }
         }
+        self.take_counts(idx);
         self.arm(idx);
+    }
+
+    /// Add what the session counted to the shard's totals.
+    fn take_counts(&mut self, idx: u32) {
+        if let Some(s) = self.sessions.get_mut(idx as usize) {
+            let c = s.eio.take_counts();
+            self.tally.eio_packets_in += c.received;
+            self.tally.eio_packets_out += c.sent;
+            self.tally.dropped_packets += c.dropped;
+        }
     }
 
     /// Returns whether anything was transmitted.
@@ -1074,6 +1129,7 @@ impl Shard {
         } else {
             crate::debug!("session closed"; core = self.core, reason = reason.as_str());
         }
+        self.tally.session_closes[close_index(reason)] += 1;
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
             let generation = self.sockets[sock as usize].generation;
@@ -1083,7 +1139,10 @@ impl Shard {
     }
 
     fn remove_session(&mut self, idx: u32) {
+        self.take_counts(idx);
         let s = self.sessions.remove(idx as usize);
+        let t = &mut self.tally.sessions[transport_index(s.eio.transport())];
+        *t = t.saturating_sub(1);
         self.sids.remove(&s.sid);
         for c in [s.ws_conn, s.probe_conn, s.get_conn].into_iter().flatten() {
             self.cmds.push(ConnCmd::Close(c));
@@ -1123,11 +1182,15 @@ impl Shard {
         match decoded {
             Ok(Some(p)) => self.handle_packet(idx, p),
             Ok(None) => {}
-            Err(_) => s.eio.close(CloseReason::ForcedClose),
+            Err(_) => {
+                CoreStats::bump(&self.stats.malformed_packets);
+                s.eio.close(CloseReason::ForcedClose);
+            }
         }
     }
 
     fn handle_packet(&mut self, idx: u32, p: sio::Packet) {
+        self.tally.sio_packets_in += 1;
         let ns_idx = self.def.ns_index.get(p.ns.as_str()).copied();
         let socket = ns_idx.and_then(|n| {
             self.sessions[idx as usize].sockets.iter().find(|(sn, _)| *sn == n).map(|&(_, i)| i)
@@ -1142,6 +1205,7 @@ impl Shard {
             (PacketKind::Event | PacketKind::BinaryEvent, Some(sock)) => {
                 let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
                 let Ok((name, args)) = p.event() else {
+                    CoreStats::bump(&self.stats.malformed_packets);
                     self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
@@ -1151,6 +1215,7 @@ impl Shard {
             (PacketKind::Ack | PacketKind::BinaryAck, Some(sock)) => {
                 let key = SocketKey { idx: sock, generation: self.sockets[sock as usize].generation };
                 let (Some(id), Ok(args)) = (p.id, p.ack_args()) else {
+                    CoreStats::bump(&self.stats.malformed_packets);
                     self.sessions[idx as usize].eio.close(CloseReason::ForcedClose);
                     return;
                 };
@@ -1166,6 +1231,8 @@ impl Shard {
     }
 
     fn connect(&mut self, idx: u32, ns_idx: Option<u16>, p: &sio::Packet) {
+        // The answer: CONNECT or CONNECT_ERROR.
+        self.tally.sio_packets_out += 1;
         let mut text = String::from("4");
         let Some(ns_idx) = ns_idx else {
             sio::encode_connect_error(&p.ns, "Invalid namespace", None, &mut text);
@@ -1239,6 +1306,7 @@ impl Shard {
             Some(s) if !s.disconnecting => s.disconnecting = true,
             _ => return,
         }
+        self.tally.socket_disconnects[disconnect_index(reason)] += 1;
         let def = self.def.clone();
         let ns_idx = self.sockets[key.idx as usize].ns;
         crate::debug!("socket disconnected"; core = self.core, ns = &*def.namespaces[ns_idx as usize].name, reason = reason.as_str());
@@ -1319,6 +1387,7 @@ impl Shard {
                 Timer::Ack { idx: key.idx, generation: key.generation, id: ack_id },
             )));
         }
+        self.tally.sio_packets_out += 1;
         for o in encode_event_packets(ns_name, id.map(|(i, _)| i), event, args_inner, &attachments) {
             self.send_session(session, o);
         }
@@ -1332,6 +1401,7 @@ impl Shard {
         let session = sock.session;
         let mut text = String::from("4");
         sio::encode_ack(ns_name, ack_id, args_inner, attachments.len(), &mut text);
+        self.tally.sio_packets_out += 1;
         self.send_session(session, Outgoing::text(&text));
         for a in &attachments {
             self.send_session(session, Outgoing::binary(a));
@@ -1349,6 +1419,7 @@ impl Shard {
         let ns_idx = sock.ns;
         let ns = &mut self.namespaces[ns_idx as usize];
         if ns.rooms.room_count(key.idx) + 1 >= max && !ns.rooms.contains(key.idx, room) {
+            CoreStats::bump(&self.stats.room_joins_refused);
             return false;
         }
         if ns.rooms.join(key.idx, room) == Change::Occupancy {
@@ -1393,6 +1464,7 @@ impl Shard {
         if !sock.disconnecting {
             let mut text = String::from("4");
             sio::encode_disconnect(&self.def.namespaces[sock.ns as usize].name, &mut text);
+            self.tally.sio_packets_out += 1;
             self.send_session(session, Outgoing::text(&text));
             self.remove_socket(key, DisconnectReason::ServerNamespaceDisconnect);
         }
@@ -1421,6 +1493,7 @@ impl Shard {
     /// may have members.
     pub(crate) fn broadcast(&mut self, to: Audience, event: &str, args_inner: &str, attachments: &[Bytes]) {
         let Audience { ns, rooms, except, skip } = to;
+        self.tally.broadcasts += 1;
         if let Some(adapter) = &self.def.adapter {
             // Other nodes leave out the sender through its own room.
             let mut except = except.clone();
@@ -1489,6 +1562,9 @@ impl Shard {
                 }
             }
         }
+        // One addition per broadcast, not one per socket.
+        self.tally.deliveries += targets.len() as u64;
+        self.tally.sio_packets_out += targets.len() as u64;
         for i in targets {
             let session = self.sockets[i as usize].session;
             for o in &msg.packets {
@@ -1545,6 +1621,10 @@ impl Shard {
         attachments: &[Bytes],
     ) {
         if let Some(&n) = self.def.ns_index.get(ns) {
+            // Such a broadcast reaches every core once: core 0 counts it for the node.
+            if self.core == 0 {
+                self.tally.broadcasts += 1;
+            }
             self.broadcast_local_only(n, rooms, except, event, args_inner, attachments);
         }
     }
@@ -1608,6 +1688,14 @@ fn encode_event_packets(
     v.push(Outgoing::text(&text));
     v.extend(attachments.iter().map(|a| Outgoing::binary(a)));
     v
+}
+
+/// The index of a transport in `ShardTally::sessions`.
+fn transport_index(t: TransportKind) -> usize {
+    match t {
+        TransportKind::Polling => 0,
+        TransportKind::WebSocket => 1,
+    }
 }
 
 fn simple(

@@ -241,7 +241,7 @@ impl Sim {
         let handle = ServerHandle {
             cores: Arc::new(handles),
             adapter: def.adapter.clone(),
-            stats: Arc::new(crate::stats::NodeStats::new(n_cores)),
+            stats: Arc::new(crate::stats::NodeStats::new(n_cores, def.namespaces.len())),
         };
         let hooks = std::mem::take(&mut *def.on_start.lock().unwrap_or_else(|p| p.into_inner()));
         for hook in hooks {
@@ -1940,9 +1940,73 @@ mod tests {
             sim.ws_send(a.conn, &format!(r#"42{i}["join","{room}"]"#));
         }
         assert_eq!(sim.ws_texts(a.conn), ["430[true]", "431[true]", "432[false]"]);
+        assert_eq!(sim.shard(0).stats().snapshot().room_joins_refused, 1);
         // Joining a room it is in does not count.
         sim.ws_send(a.conn, r#"423["join","r2"]"#);
         assert_eq!(sim.ws_texts(a.conn), ["433[true]"]);
+    }
+
+    /// Each core's published metrics (publishing first, as the runtime does every turn).
+    fn metrics(sim: &Sim, core: CoreId) -> &crate::metrics::CoreMetrics {
+        sim.shard(core).publish_metrics();
+        &sim.shard(core).stats().metrics
+    }
+
+    fn get(a: &std::sync::atomic::AtomicU64) -> u64 {
+        a.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn metrics_follow_transports_rooms_broadcasts_and_disconnects() {
+        use crate::engineio::session::CloseReason;
+        use crate::metrics::{close_index, disconnect_index};
+        let (mut sim, _log) = sim_with(2, Config::default());
+        let (a, _) = sim.ws_connected(0);
+        let (b, _) = sim.ws_connected(1);
+        let (c, _) = sim.ws_connected(1);
+        let (_p, _ws) = upgraded(&mut sim, 0);
+        let (_q, _) = poll_connected(&mut sim, 1);
+        // The upgrade moved its session from polling to websocket.
+        assert_eq!(
+            (get(&metrics(&sim, 0).sessions_polling), get(&metrics(&sim, 0).sessions_websocket)),
+            (0, 2)
+        );
+        assert_eq!(
+            (get(&metrics(&sim, 1).sessions_polling), get(&metrics(&sim, 1).sessions_websocket)),
+            (1, 2)
+        );
+        assert_eq!(get(&metrics(&sim, 1).sockets[0]), 3, "namespace / on core 1");
+        assert_eq!(get(&metrics(&sim, 1).sockets[1]), 0, "namespace /custom");
+
+        sim.ws_send(b.conn, r#"421["join","r"]"#);
+        sim.ws_send(c.conn, r#"421["join","r"]"#);
+        sim.ws_texts(b.conn);
+        sim.ws_texts(c.conn);
+        let before = get(&metrics(&sim, 1).deliveries);
+        sim.ws_send(a.conn, r#"42["to-room","r",1]"#);
+        assert_eq!(sim.ws_texts(b.conn).len(), 1);
+        assert_eq!(sim.ws_texts(c.conn).len(), 1);
+        // Planned once on core 0, delivered to two sockets on core 1 (one addition of 2).
+        assert_eq!(get(&metrics(&sim, 0).broadcasts), 1);
+        assert_eq!(get(&metrics(&sim, 0).deliveries), 0);
+        assert_eq!(get(&metrics(&sim, 1).deliveries) - before, 2);
+
+        // A namespace disconnect by the client, then a WebSocket closed by the client.
+        sim.ws_send(b.conn, "41");
+        assert_eq!(
+            get(&metrics(&sim, 1).socket_disconnects
+                [disconnect_index(DisconnectReason::ClientNamespaceDisconnect)]),
+            1
+        );
+        assert_eq!(get(&metrics(&sim, 1).sockets[0]), 2);
+        sim.ws_send_close(a.conn);
+        let m0 = metrics(&sim, 0);
+        assert_eq!(get(&m0.session_closes[close_index(CloseReason::TransportClose)]), 1);
+        assert_eq!(get(&m0.socket_disconnects[disconnect_index(DisconnectReason::TransportClose)]), 1);
+        assert_eq!(get(&m0.sessions_websocket), 1);
+        assert_eq!(get(&m0.sockets[0]), 1);
+        assert!(get(&m0.eio_packets_in) > 0 && get(&m0.eio_packets_out) > 0);
+        assert!(get(&m0.sio_packets_in) >= 3, "connect, to-room and connect of the upgraded one");
     }
 
     // ----- 9. cross-core ordering -----------------------------------------------------------
@@ -2075,6 +2139,11 @@ mod tests {
         assert_eq!(log.take(), [format!("disconnect {id} slow consumer")]);
         assert_eq!(sim.shard(0).session_count(), 1);
         assert_eq!(sim.shard(0).stats().snapshot().slow_consumers, 1);
+        // Everything it had queued is dropped with it: the broadcasts, perhaps a ping.
+        let m = metrics(&sim, 0);
+        assert!(get(&m.dropped_packets) > (1000 / each) as u64, "{}", get(&m.dropped_packets));
+        let slow = crate::metrics::close_index(crate::engineio::session::CloseReason::SlowConsumer);
+        assert_eq!(get(&m.session_closes[slow]), 1);
         let r = sim.poll_post(0, &p.sid, &[Pkt::text("3")]);
         assert_eq!(r.status, 400);
         assert!(!sim.is_closed(w.conn));

@@ -236,6 +236,8 @@ pub struct ChatSocket {
 pub fn install(server: &mut ServerBuilder, shared: Arc<Shared>) {
     let ns_shared = shared.clone();
     server.namespace("/", move |ns| events::register(ns, ns_shared));
+    let store = shared.store.stats();
+    server.metrics(move |e| store.render(e));
     server.http(Arc::new(http::ChatHttp::new(shared)));
 }
 

@@ -286,6 +286,20 @@ pub struct Session {
     clock: Instant,
     events: VecDeque<SessionEvent>,
     transmits: VecDeque<Transmit>,
+    /// Packets counted since the last `take_counts`, for metrics.
+    counts: PacketCounts,
+}
+
+/// Packets a session counted (see [`Session::take_counts`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PacketCounts {
+    /// Packets received from the client (polling records or WebSocket messages, probe excluded).
+    pub received: u64,
+    /// Packets queued for the client (`send`, pings included).
+    pub sent: u64,
+    /// Packets discarded unsent: sent after the close, or still queued when the session closed
+    /// (a slow consumer's queue, a lingering close that got no last poll).
+    pub dropped: u64,
 }
 
 impl Session {
@@ -308,7 +322,14 @@ impl Session {
             clock: now,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
+            counts: PacketCounts::default(),
         }
+    }
+
+    /// The packets counted since the last call (plain integers; the shard adds them to its
+    /// metrics).
+    pub fn take_counts(&mut self) -> PacketCounts {
+        std::mem::take(&mut self.counts)
     }
 
     pub fn transport(&self) -> TransportKind {
@@ -332,8 +353,10 @@ impl Session {
     /// polling it waits for a GET. Exceeding `max_queue_bytes` closes the session.
     pub fn send(&mut self, out: Outgoing) {
         if self.closed.is_some() {
+            self.counts.dropped += 1;
             return;
         }
+        self.counts.sent += 1;
         self.queued_bytes += out.len();
         self.queue.push_back(out);
         // Over WebSocket the queue is emptied at the end of every batch and the runtime bounds
@@ -489,6 +512,7 @@ impl Session {
         self.clock = now;
         if self.linger_until.is_some_and(|d| now >= d) {
             self.linger_until = None;
+            self.counts.dropped += self.queue.len() as u64;
             self.queue.clear();
             self.queued_bytes = 0;
         }
@@ -528,6 +552,7 @@ impl Session {
             }
             TransportKind::Polling if graceful => {}
             _ => {
+                self.counts.dropped += self.queue.len() as u64;
                 self.queue.clear();
                 self.queued_bytes = 0;
             }
@@ -601,6 +626,7 @@ impl Session {
     }
 
     fn handle_packet(&mut self, p: Packet, now: Instant) {
+        self.counts.received += 1;
         match p {
             Packet::Pong(_) => {
                 if self.pong_deadline.take().is_some() {
@@ -845,6 +871,25 @@ mod tests {
             s.send(Outgoing::text(&"4".repeat(100)));
         }
         assert_eq!(events(&mut s), vec![SessionEvent::Closed(CloseReason::SlowConsumer)]);
+        // What was queued when the limit closed it, and what came after, is dropped.
+        let c = s.take_counts();
+        assert_eq!(c.dropped, 20, "{c:?}");
+        assert!((10..=11).contains(&c.sent), "{c:?}");
+        assert_eq!(s.take_counts(), PacketCounts::default(), "taken once");
+    }
+
+    #[test]
+    fn packets_are_counted_in_and_out() {
+        let t0 = Instant::now();
+        let mut s = Session::new(TransportKind::Polling, cfg(), t0);
+        s.handle_post(b"42[\"a\"]\x1e42[\"b\"]\x1e6", t0).unwrap();
+        s.send(Outgoing::text("42[\"c\"]"));
+        assert_eq!(s.take_counts(), PacketCounts { received: 3, sent: 1, dropped: 0 });
+        // A graceful close over polling keeps the queue for the last poll: nothing dropped.
+        s.send(Outgoing::text("41"));
+        s.close(CloseReason::ForcedClose);
+        let _ = s.handle_get(ms(t0, 1));
+        assert_eq!(s.take_counts(), PacketCounts { received: 0, sent: 1, dropped: 0 });
     }
 
     #[test]

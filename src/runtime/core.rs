@@ -31,6 +31,7 @@ use crate::broker::{ConnCmd, ConnKey, RequestOutcome, Shard};
 use crate::engineio::session::WsInput;
 use crate::http::request::{Limits, Parse, parse_request};
 use crate::http::websocket::{self, Message};
+use crate::metrics::{LoopTally, TURN_BUCKETS};
 use crate::stats::{CoreStats, NodeStats};
 
 /// The answer to a connection beyond `max_connections` (or `max_connections_per_core`).
@@ -71,6 +72,8 @@ pub(crate) struct Core {
     now: Instant,
     node: Arc<NodeStats>,
     stats: Arc<CoreStats>,
+    /// Bytes in and out: plain running totals, published once per turn.
+    tally: LoopTally,
     /// Set by a shutdown: the moment after which the core exits whatever is left.
     stopping: Option<Instant>,
     shutdown_timeout: Duration,
@@ -107,7 +110,7 @@ impl Core {
         let stats = node.cores[id as usize].clone();
         let now = Instant::now();
         let mut shard = Shard::new(id, n, def.clone(), seed, now);
-        shard.set_stats(stats.clone());
+        shard.set_node(node.clone());
         let limits = &def.config.limits;
         Ok(Core {
             id,
@@ -134,6 +137,7 @@ impl Core {
             now,
             node,
             stats,
+            tally: LoopTally::default(),
             stopping: None,
             shutdown_timeout,
         })
@@ -141,8 +145,10 @@ impl Core {
 
     pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
+        // The end of the previous turn: the clock is read once at each end of a turn.
+        let mut end = Instant::now();
         loop {
-            let timeout = self.next_timeout();
+            let timeout = self.next_timeout(end);
             // Announce sleep, then re-check the inbox: a sender that saw `sleeping` wakes us.
             self.sleeping.store(true, Ordering::SeqCst);
             let timeout = if self.inbox.is_empty() { timeout } else { Some(Duration::ZERO) };
@@ -181,8 +187,16 @@ impl Core {
             self.shard.handle_timeouts();
             self.handle_conn_timeouts();
             self.settle();
+            self.shard.publish_metrics();
+            self.stats.metrics.publish_loop(&self.tally);
+            end = Instant::now();
+            let turn = end.saturating_duration_since(self.now);
+            self.stats
+                .metrics
+                .turns
+                .observe_ns(&TURN_BUCKETS, u64::try_from(turn.as_nanos()).unwrap_or(u64::MAX));
             if let Some(deadline) = self.stopping
-                && ((self.shard.session_count() == 0 && self.conns.is_empty()) || Instant::now() >= deadline)
+                && ((self.shard.session_count() == 0 && self.conns.is_empty()) || end >= deadline)
             {
                 return;
             }
@@ -195,7 +209,7 @@ impl Core {
         self.shard.set_time(self.now, wall);
     }
 
-    fn next_timeout(&self) -> Option<Duration> {
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
         if self.stopping.is_some() {
             // While draining, poll briefly so the loop can notice it is done.
             return Some(Duration::from_millis(50));
@@ -205,7 +219,7 @@ impl Core {
             .into_iter()
             .flatten()
             .min()
-            .map(|t| t.saturating_duration_since(Instant::now()))
+            .map(|t| t.saturating_duration_since(now))
     }
 
     /// Let the shard finish the turn and carry out what it asks, until nothing is left.
@@ -469,7 +483,10 @@ impl Core {
             ConnState::Ws { .. } => self.ws_limits.max_message_bytes + 64 * 1024,
             _ => self.http_limits.max_header_bytes + self.http_limits.max_body_bytes + 64 * 1024,
         };
-        match c.read_available(limit) {
+        let before = c.rbuf.len();
+        let outcome = c.read_available(limit);
+        self.tally.bytes_in += c.rbuf.len().saturating_sub(before) as u64;
+        match outcome {
             ReadOutcome::Open => self.process_input(i),
             ReadOutcome::Eof => {
                 // Answer what arrived before the close, then drop the connection.
@@ -531,6 +548,7 @@ impl Core {
                 return false;
             }
             Err(e) => {
+                CoreStats::bump(&self.stats.http_requests_refused);
                 let mut body = Vec::new();
                 let reason = e.to_string();
                 crate::http::response::write_simple(
@@ -644,6 +662,9 @@ impl Core {
                     }
                 }
                 Err(e) => {
+                    if e.close_code() == 1009 {
+                        CoreStats::bump(&self.stats.payload_too_large);
+                    }
                     let c = &mut self.conns[i];
                     let mut f = Vec::new();
                     websocket::encode_close(e.close_code(), "", &mut f);
@@ -744,7 +765,10 @@ impl Core {
                     continue;
                 };
                 c.dirty = false;
-                match c.flush() {
+                let before = c.pending();
+                let flushed = c.flush();
+                self.tally.bytes_out += before.saturating_sub(c.pending()) as u64;
+                match flushed {
                     Ok(true) if c.closing => self.close(i, false),
                     Ok(true) => {}
                     // Judged after the write attempt, so only what the client really did not
@@ -774,6 +798,7 @@ impl Core {
         let key = self.key(i);
         let mut c = self.conns.remove(i);
         let _ = self.poll.registry().deregister(&mut c.stream);
+        self.tally.dropped_bytes += c.pending() as u64;
         self.release_slot();
         if let Some(session) = c.session() {
             self.shard.handle_conn_closed(key, session, error);

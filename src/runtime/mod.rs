@@ -131,7 +131,7 @@ pub(crate) fn start(def: Arc<ServerDef>) -> io::Result<RunningServer> {
         inboxes.push(rx);
     }
     let peers = Arc::new(handles);
-    let stats = Arc::new(NodeStats::new(n));
+    let stats = Arc::new(NodeStats::new(n, def.namespaces.len()));
     // The application learns its handle before any connection is served, so nothing a core
     // does can find it missing.
     let handle = ServerHandle { cores: peers.clone(), adapter: def.adapter.clone(), stats: stats.clone() };

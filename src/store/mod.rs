@@ -26,8 +26,8 @@
 //!   [`StoreError::Db`]; the thread keeps going and tries later batches afresh.
 //! - [`Store::close`] stops accepting, commits everything already queued, runs its callbacks and
 //!   joins the thread. Dropping the [`Store`] does the same.
-//! - [`StoreStats`] counts queue depth, commits, writes and commit latency, for `/metrics`-style
-//!   reporting.
+//! - [`StoreStats`] counts queue depth, commits, writes, refusals and commit latency (a
+//!   histogram); [`StoreStats::render`] adds them to `GET /metrics`.
 //!
 //! # What it does not do
 //!
@@ -57,6 +57,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
+
+use crate::metrics::{COMMIT_BUCKETS, Exposition, Histogram};
 
 pub use ids::{ObjectIdGen, is_object_id, iso8601_utc};
 
@@ -210,6 +212,10 @@ pub struct StoreStats {
     pub last_commit_us: AtomicU64,
     /// Longest such duration so far, in µs.
     pub max_commit_us: AtomicU64,
+    /// Submits refused because the queue was full ([`StoreError::Overloaded`]).
+    pub rejected: AtomicU64,
+    /// Duration of each committed write transaction (written by the storage thread only).
+    pub commit_latency: Histogram<{ COMMIT_BUCKETS.len() }>,
 }
 
 impl StoreStats {
@@ -222,7 +228,44 @@ impl StoreStats {
             failed_writes: self.failed_writes.load(Ordering::Relaxed),
             last_commit_us: self.last_commit_us.load(Ordering::Relaxed),
             max_commit_us: self.max_commit_us.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
         }
+    }
+
+    /// Append the store's families to a `GET /metrics` exposition.
+    pub fn render(&self, e: &mut Exposition) {
+        let s = self.snapshot();
+        e.single(
+            "sockeye_store_queue_depth",
+            "gauge",
+            "Store commands queued, not yet taken.",
+            s.queue_depth as f64,
+        );
+        e.single(
+            "sockeye_store_commits_total",
+            "counter",
+            "Store write transactions committed.",
+            s.commits as f64,
+        );
+        e.single("sockeye_store_writes_total", "counter", "Store writes committed.", s.writes as f64);
+        e.single(
+            "sockeye_store_failed_writes_total",
+            "counter",
+            "Store writes that failed, alone or with their batch.",
+            s.failed_writes as f64,
+        );
+        e.single(
+            "sockeye_store_rejected_total",
+            "counter",
+            "Store commands refused: the queue was full (queue_capacity).",
+            s.rejected as f64,
+        );
+        e.family(
+            "sockeye_store_commit_seconds",
+            "histogram",
+            "Store write transaction duration, BEGIN to COMMIT.",
+        );
+        e.histogram("sockeye_store_commit_seconds", &[], &COMMIT_BUCKETS, &self.commit_latency);
     }
 }
 
@@ -235,6 +278,7 @@ pub struct StatsSnapshot {
     pub failed_writes: u64,
     pub last_commit_us: u64,
     pub max_commit_us: u64,
+    pub rejected: u64,
 }
 
 type Done<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send + 'static>;
@@ -398,6 +442,9 @@ impl StoreHandle {
             Ok(()) => Ok(()),
             Err(e) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
+                if matches!(e, TrySendError::Full(_)) {
+                    self.shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                }
                 // The rejected command, callback included, is dropped here uncalled.
                 Err(match e {
                     TrySendError::Full(_) => StoreError::Overloaded,

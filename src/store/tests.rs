@@ -448,6 +448,7 @@ fn overloaded_when_queue_is_full() {
     let (rtx, _rrx) = bounded(1);
     assert_eq!(h.rooms(move |r| rtx.send(r).expect("send")), Err(StoreError::Overloaded));
     assert_eq!(store.stats().queue_depth.load(Ordering::Relaxed), 4);
+    assert_eq!(store.stats().snapshot().rejected, 5, "four appends and one read refused");
 
     drop(release);
     assert!(collect(&rx, accepted).iter().all(Result::is_ok));
@@ -552,6 +553,16 @@ fn stats_count_commits_and_writes() {
     assert_eq!((s.queue_depth, s.commits, s.writes, s.failed_writes), (0, 4, 3, 1));
     assert!(s.max_commit_us >= s.last_commit_us);
     assert!(s.max_commit_us > 0);
+    assert_eq!(s.rejected, 0);
+    // One latency observation per commit, rendered as a histogram.
+    let mut e = crate::metrics::Exposition::default();
+    store.stats().render(&mut e);
+    let text = e.finish();
+    assert!(text.contains("\nsockeye_store_commit_seconds_count 4\n"), "{text}");
+    assert!(text.contains("\nsockeye_store_commit_seconds_bucket{le=\"+Inf\"} 4\n"), "{text}");
+    assert!(text.contains("\nsockeye_store_commits_total 4\n"), "{text}");
+    assert!(text.contains("\nsockeye_store_failed_writes_total 1\n"), "{text}");
+    assert!(text.contains("\nsockeye_store_queue_depth 0\n"), "{text}");
     store.close();
 }
 

@@ -97,7 +97,8 @@ impl Worker {
         let start = Instant::now();
         match self.write_batch(&batch) {
             Ok(results) => {
-                let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let elapsed = start.elapsed();
+                let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
                 let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
                 let s = &self.stats;
                 s.commits.fetch_add(1, Ordering::Relaxed);
@@ -105,6 +106,8 @@ impl Worker {
                 s.failed_writes.fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
                 s.last_commit_us.store(us, Ordering::Relaxed);
                 s.max_commit_us.fetch_max(us, Ordering::Relaxed);
+                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+                s.commit_latency.observe_ns(&crate::metrics::COMMIT_BUCKETS, ns);
                 for (w, r) in batch.into_iter().zip(results) {
                     w.finish(r);
                 }
