@@ -145,6 +145,7 @@ fn install_chat(server: &mut ServerBuilder, opts: &Settings) -> Result<ChatRunti
         presence: presence_tx.clone(),
         handle: OnceLock::new(),
         web,
+        stats: Default::default(),
     });
     chat::install(server, shared.clone());
     let sh = shared.clone();

@@ -196,6 +196,7 @@ impl World {
             presence: presence_tx,
             handle: OnceLock::new(),
             web: chat::http::WebFiles::default(),
+            stats: Default::default(),
         });
         let mut b = ServerBuilder::new(cfg);
         chat::install(&mut b, shared.clone());

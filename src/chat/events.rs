@@ -41,7 +41,15 @@ impl From<StoreError> for Reject {
 }
 
 /// Answers a failure: the ack when one was asked for, else an `error` event.
+/// Counts a rejection for `GET /metrics`.
+fn count_rejection(s: &mut Socket<'_>, code: &str) {
+    if let Some(stats) = &s.local::<ChatLocal>().stats {
+        stats.rejected(code);
+    }
+}
+
 fn fail(s: &mut Socket<'_>, ack: Option<AckId>, r: &Reject) {
+    count_rejection(s, r.code);
     match ack {
         Some(id) => s.ack(id, &json!({"success": false, "error": r.message, "code": r.code})),
         None => s.emit("error", &json!({"code": r.code, "message": r.message})),
@@ -50,6 +58,7 @@ fn fail(s: &mut Socket<'_>, ack: Option<AckId>, r: &Reject) {
 
 /// Seed 004's failure answer.
 fn fail_004(s: &mut Socket<'_>, ack: Option<AckId>, code: &'static str) {
+    count_rejection(s, code);
     match ack {
         Some(id) => s.ack(id, &NOT_ACCEPTED),
         None => s.emit("error", &json!({"code": code, "message": NOT_ACCEPTED})),
@@ -173,8 +182,11 @@ fn rate_ok(s: &mut Socket<'_>, shared: &Shared) -> bool {
     }
     if d.strikes.strike(cfg.abuse_disconnect, now) {
         let user = d.user.clone();
+        shared.stats.abuse_disconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         crate::info!("abusive socket disconnected"; rejections_in_10s = cfg.abuse_disconnect, user = user.as_deref().unwrap_or("-"));
-        s.disconnect(false);
+        // After the caller has answered this event (an ack to a leaving socket is dropped), so
+        // the client learns why before it is cut off.
+        s.set_timer(std::time::Duration::ZERO, |s| s.disconnect(false));
     }
     false
 }
@@ -277,6 +289,7 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
         let delay = std::time::Duration::from_millis(at_ms.saturating_sub(now));
         s.set_timer(delay, |s| {
             crate::debug!("token expired: socket disconnected"; core = s.core());
+            count_rejection(s, "token_expired");
             s.emit("error", &json!({"code": "token_expired", "message": "the token has expired"}));
             s.disconnect(false);
         });

@@ -245,6 +245,7 @@ impl ChatHttp {
             });
         }
         if !self.api_rate_ok(shard, responder.client()) {
+            self.shared.stats.api_rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut r = error(
                 429,
                 "rate_limited",

@@ -49,9 +49,96 @@ impl Strikes {
     }
 }
 
+/// The rejection codes counted by [`ChatStats`], as `docs/PROTOCOL.md` names them; any other
+/// code is counted as `other`.
+pub const REJECTION_CODES: [&str; 15] = [
+    "invalid_payload",
+    "empty_text",
+    "text_too_long",
+    "invalid_room_name",
+    "room_name_taken",
+    "unknown_room",
+    "unknown_user",
+    "unknown_message",
+    "not_member",
+    "too_many_rooms",
+    "rate_limited",
+    "overloaded",
+    "storage_error",
+    "token_expired",
+    "other",
+];
+
+/// The chat's limit and rejection counters for `GET /metrics`, shared by every core. Only
+/// rejections touch them (no atomic on the accepted path), so sharing one cache line across
+/// cores costs nothing that matters.
+#[derive(Debug, Default)]
+pub struct ChatStats {
+    rejections: [std::sync::atomic::AtomicU64; REJECTION_CODES.len()],
+    /// Sockets disconnected for `abuse_disconnect` rejections in 10 s.
+    pub abuse_disconnects: std::sync::atomic::AtomicU64,
+    /// HTTP API requests answered 429.
+    pub api_rate_limited: std::sync::atomic::AtomicU64,
+}
+
+impl ChatStats {
+    /// Counts one event or request answered with error `code`.
+    pub fn rejected(&self, code: &str) {
+        let last = REJECTION_CODES.len() - 1;
+        let i = REJECTION_CODES[..last].iter().position(|c| *c == code).unwrap_or(last);
+        self.rejections[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many were answered with `code` (`other` for the codes not listed).
+    pub fn rejections(&self, code: &str) -> u64 {
+        REJECTION_CODES
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.rejections[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Appends the chat's families.
+    pub fn render(&self, e: &mut crate::metrics::Exposition) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let name = "sockeye_chat_rejections_total";
+        e.family(name, "counter", "Chat events refused, by error code (docs/PROTOCOL.md).");
+        for (code, n) in REJECTION_CODES.iter().zip(&self.rejections) {
+            e.sample(name, &[("code", code)], n.load(Relaxed) as f64);
+        }
+        e.single(
+            "sockeye_chat_abuse_disconnects_total",
+            "counter",
+            "Chat sockets disconnected for too many rejections in 10 s (abuse_disconnect).",
+            self.abuse_disconnects.load(Relaxed) as f64,
+        );
+        e.single(
+            "sockeye_chat_api_rate_limited_total",
+            "counter",
+            "Chat HTTP API requests answered 429 (api_rate_limit).",
+            self.api_rate_limited.load(Relaxed) as f64,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_stats_count_by_code() {
+        let st = ChatStats::default();
+        st.rejected("rate_limited");
+        st.rejected("rate_limited");
+        st.rejected("no_such_code");
+        assert_eq!(st.rejections("rate_limited"), 2);
+        assert_eq!(st.rejections("other"), 1);
+        assert_eq!(st.rejections("text_too_long"), 0);
+        let mut e = crate::metrics::Exposition::default();
+        st.render(&mut e);
+        let text = e.finish();
+        assert!(text.contains("sockeye_chat_rejections_total{code=\"rate_limited\"} 2\n"), "{text}");
+        assert!(text.contains("sockeye_chat_rejections_total{code=\"other\"} 1\n"), "{text}");
+    }
 
     #[test]
     fn bucket_allows_burst_then_rate() {

@@ -103,6 +103,8 @@ pub struct Shared {
     /// Set once the server has started; completions reach sockets through it.
     pub handle: OnceLock<ServerHandle>,
     pub web: http::WebFiles,
+    /// Rejections and limits hit, for `GET /metrics`.
+    pub stats: Arc<limits::ChatStats>,
 }
 
 impl Shared {
@@ -186,6 +188,8 @@ pub struct ChatLocal {
     /// the first API request (`http::ChatHttp`), when `api_limiter_made` turns true.
     pub(crate) api_limiter: Option<crate::broker::ratelimit::AddrLimiter>,
     pub(crate) api_limiter_made: bool,
+    /// The server's `Shared::stats`, once `init` ran on this core.
+    pub stats: Option<Arc<limits::ChatStats>>,
 }
 
 impl ChatLocal {
@@ -193,6 +197,7 @@ impl ChatLocal {
     pub fn init(&mut self, shared: &Shared) -> &mut Self {
         if !self.started {
             self.started = true;
+            self.stats = Some(shared.stats.clone());
             for r in &shared.initial_rooms {
                 self.catalogue.insert(r.clone());
             }
@@ -238,6 +243,8 @@ pub fn install(server: &mut ServerBuilder, shared: Arc<Shared>) {
     server.namespace("/", move |ns| events::register(ns, ns_shared));
     let store = shared.store.stats();
     server.metrics(move |e| store.render(e));
+    let stats = shared.stats.clone();
+    server.metrics(move |e| stats.render(e));
     server.http(Arc::new(http::ChatHttp::new(shared)));
 }
 

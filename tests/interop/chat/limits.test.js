@@ -171,9 +171,25 @@ describe("rate limit (--rate-limit 5 --rate-burst 5 --abuse-disconnect 8)", () =
   test("repeated abuse disconnects the socket; other clients keep being served", async () => {
     const abuser = await member("abuser");
     const bystander = await member("bystander");
-    for (let i = 0; i < 30; i++) abuser.emit("chat message", { roomId: abuser.roomId, text: `spam ${i}` });
+    // The join took a token: 4 accepted, then 3 of the 8 rejections that disconnect.
+    for (let i = 0; i < 7; i++) abuser.emit("chat message", { roomId: abuser.roomId, text: `spam ${i}` });
+    await sleep(50);
+    // One acknowledged event at a time until the server cuts the socket off: each is answered,
+    // the one that crosses the limit included (its ack comes before the disconnect).
+    let answered = 0;
+    while (abuser.connected && answered < 10) {
+      assertAckError(assert, await abuser.ack("chat message", { roomId: abuser.roomId, text: `spam +${answered}` }), "rate_limited");
+      answered += 1;
+      await sleep(20);
+    }
     const reason = await abuser.waitDisconnect();
     assert.ok(["io server disconnect", "transport close"].includes(reason), `disconnected by the server: ${reason}`);
+    assert.ok(answered >= 1 && answered <= 6, `disconnected after ${answered} answered rejections`);
+    const metrics = (await request(`${fx.url}/metrics`)).text;
+    const abuse = /^sockeye_chat_abuse_disconnects_total (\d+)$/m.exec(metrics);
+    const limited = /^sockeye_chat_rejections_total\{code="rate_limited"\} (\d+)$/m.exec(metrics);
+    assert.ok(abuse && Number(abuse[1]) >= 1, `abuse disconnects counted: ${abuse?.[0]}`);
+    assert.ok(limited && Number(limited[1]) >= 10, `rate_limited rejections counted: ${limited?.[0]}`);
     const text = `still here ${uniq("m")}`;
     const ok = await bystander.ack("chat message", { roomId: bystander.roomId, text });
     assert.equal(ok.success, true, JSON.stringify(ok));
@@ -312,5 +328,11 @@ describe("HTTP API rate limit", () => {
     // 2 per second: after 600 ms a request fits again.
     await sleep(600);
     assert.equal((await get(mine)).status, 200);
+
+    // Each 429 is counted in /metrics; the probes and the page are not API requests.
+    const metrics = (await request(`${fx.url}/metrics`)).text;
+    const m = /^sockeye_chat_api_rate_limited_total (\d+)$/m.exec(metrics);
+    assert.ok(m, metrics);
+    assert.ok(Number(m[1]) >= 1, `one 429 at least: ${m[0]}`);
   });
 });
