@@ -2,6 +2,7 @@
 //! build the chosen app, start the cores, handle signals.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
@@ -218,11 +219,13 @@ fn main() -> ExitCode {
         }
     };
     let addr = running.local_addr();
-    println!("sockeye listening on http://{addr}");
+    // Written without `println!`/`eprintln!`, which panic when the pipe is gone (a log collector
+    // that died): on the signal thread that panic skipped the shutdown, and SIGTERM was lost.
+    let _ = writeln!(std::io::stdout(), "sockeye listening on http://{addr}");
     let handle = running.handle();
     std::thread::spawn(move || {
         wait_signal(&set);
-        eprintln!("sockeye: shutting down");
+        let _ = writeln!(std::io::stderr(), "sockeye: shutting down");
         handle.shutdown();
         wait_signal(&set);
         std::process::exit(130);

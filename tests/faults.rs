@@ -1118,3 +1118,45 @@ fn storage_that_cannot_grow_is_reported_to_the_sender_and_the_server_keeps_servi
     assert!(rooms.contains("\"attic\""), "{rooms}");
     assert_eq!(say(&mut dave, "again")["success"], Value::Bool(true));
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. Output pipes gone (a log collector that died)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_stops_a_server_whose_output_pipes_are_closed() {
+    let _turn = turn();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockeye"))
+        .args(["--app", "echo", "--host", "127.0.0.1", "--port", "0", "--cores", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sockeye");
+    let pid = i32::try_from(child.id()).expect("pid");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("listening line");
+    assert!(line.starts_with("sockeye listening on http://"), "{line}");
+    let port: u16 = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    still_serves(port);
+    // Nobody reads the server's output any more: its next message meets a broken pipe.
+    drop(out);
+    drop(child.stderr.take());
+    // SAFETY: kill(2) on the child we spawned and have not reaped; no memory involved.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    report(&format!("SIGTERM with closed output pipes: {status:?}"));
+    assert!(status.is_some_and(|s| s.success()), "sockeye did not stop on SIGTERM: {status:?}");
+}
