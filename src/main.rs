@@ -2,6 +2,7 @@
 //! build the chosen app, start the cores, handle signals.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
@@ -171,6 +172,14 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Ignore SIGXFSZ, so that a write past the file size limit (`RLIMIT_FSIZE`) fails with `EFBIG`
+/// like any other storage error (the store reports it to the sender and carries on) instead of
+/// killing the whole server. Inherited by every thread.
+fn ignore_sigxfsz() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
 fn wait_signal(set: &libc::sigset_t) -> i32 {
     let mut sig: libc::c_int = 0;
     // SAFETY: sigwait reads the initialised set and writes the signal number into `sig`.
@@ -199,6 +208,7 @@ fn main() -> ExitCode {
     // Before any thread starts (the chat's store and presence threads included): threads
     // inherit the mask, and a thread that did not block SIGTERM would take it and die.
     let set = block_signals();
+    ignore_sigxfsz();
     let mut server = ServerBuilder::new(opts.server_config());
     let mut chat_rt = None;
     match opts.app {
@@ -220,7 +230,10 @@ fn main() -> ExitCode {
         }
     };
     let addr = running.local_addr();
-    println!("sockeye listening on http://{addr}");
+    // Written without `println!`, which panics when the pipe is gone (a log collector that
+    // died): on the signal thread such a panic skipped the shutdown, and SIGTERM was lost. Log
+    // lines ignore write errors too.
+    let _ = writeln!(std::io::stdout(), "sockeye listening on http://{addr}");
     sockeye::info!("listening"; addr = &addr, app = opts.app.as_str(), cores = running.handle().cores());
     let handle = running.handle();
     std::thread::spawn(move || {

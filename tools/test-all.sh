@@ -13,6 +13,8 @@
 #      python-socketio, the same suites through nginx with deploy/nginx/sockeye.conf in
 #      tests/interop_proxy.rs, and the browser test in tests/browser.rs, which drives the chat
 #      page in Chromium);
+#      the fault tests in tests/faults.rs need nothing installed (Linux /proc, the prlimit(2)
+#      call, and a hard RLIMIT_NOFILE of at least 11000 for the 10 000-connection test);
 #      plus the load generator's own checks (tools/sockeye-bench) and the bench summary tests;
 #   4. fuzzes: every `cargo fuzz list` target for FUZZ_SECONDS (default 30) seconds each, when
 #      fuzz/Cargo.toml exists, installing cargo-fuzz if it is missing (nine targets, the stateful

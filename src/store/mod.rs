@@ -23,7 +23,9 @@
 //! - A write that is wrong on its own (a duplicate message id, a taken room name) fails alone; the
 //!   rest of its batch commits. A batch that cannot commit (database locked past
 //!   [`StoreConfig::busy_timeout`], disk full, I/O error) is rolled back and every write in it gets
-//!   [`StoreError::Db`]; the thread keeps going and tries later batches afresh.
+//!   [`StoreError::Db`]; the thread keeps going and tries later batches afresh on the same
+//!   connection (tested with a locked database and with a file size limit that lets no file
+//!   grow, which fails writes like a full disk).
 //! - [`Store::close`] stops accepting, commits everything already queued, runs its callbacks and
 //!   joins the thread. Dropping the [`Store`] does the same.
 //! - [`StoreStats`] counts queue depth, commits, writes, refusals and commit latency (a

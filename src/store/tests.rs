@@ -638,3 +638,95 @@ fn handle_is_send_and_sync() {
     fn check<T: Send + Sync + Clone>() {}
     check::<StoreHandle>();
 }
+
+/// Set in the child's environment (to the store directory) by
+/// `file_size_limit_fails_writes_then_the_store_recovers`; selects the child's part.
+const FSIZE_CHILD_ENV: &str = "SOCKEYE_STORE_FSIZE_CHILD_DIR";
+
+/// Sets this process's soft `RLIMIT_FSIZE` (the hard limit is kept).
+fn set_fsize_limit(bytes: libc::rlim_t) {
+    // SAFETY: getrlimit/setrlimit read and write a plain rlimit struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim), 0, "getrlimit");
+        lim.rlim_cur = bytes.min(lim.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &lim), 0, "setrlimit");
+    }
+}
+
+/// The child's part: a no-op unless the parent test started this process. A file size limit is
+/// process-wide, so it cannot be set in the test process, whose other tests write files.
+#[test]
+fn file_size_limit_child() {
+    let Some(dir) = std::env::var_os(FSIZE_CHILD_ENV) else { return };
+    // What `main` does: a write past the limit fails with EFBIG instead of killing the process.
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let (store, _) = Store::open(StoreConfig::new(&dir)).expect("open");
+    let h = store.handle();
+    for i in 0..50 {
+        append(&h, msg(&format!("ok{i}"), "c", i)).expect("append before the limit");
+    }
+
+    // No file may grow at all now: like a full disk, every write of a page fails.
+    set_fsize_limit(0);
+    let (tx, rx) = unbounded();
+    for i in 0..20 {
+        let tx = tx.clone();
+        h.append(msg(&format!("full{i}"), "c", 100 + i), move |r| tx.send(r).expect("send")).expect("submit");
+    }
+    for r in collect(&rx, 20) {
+        match r {
+            Err(StoreError::Db(m)) => assert!(!m.is_empty()),
+            other => panic!("expected a Db error while files cannot grow, got {other:?}"),
+        }
+    }
+    assert_eq!(store.stats().failed_writes.load(Ordering::Relaxed), 20);
+    // Reads are served meanwhile and see only what committed.
+    let seen = history(&h, "c", None, 1000).expect("history while full");
+    assert_eq!(seen.len(), 50);
+    assert!(seen.iter().all(|m| m.id.starts_with("ok")));
+
+    // Space is back: the same connection writes again, and a message that failed can be resent.
+    set_fsize_limit(libc::RLIM_INFINITY);
+    append(&h, msg("full0", "c", 200)).expect("append after the limit is lifted");
+    for i in 50..100 {
+        append(&h, msg(&format!("ok{i}"), "c", i)).expect("append after the limit is lifted");
+    }
+    store.close();
+
+    // Reopened, the database holds exactly the acknowledged writes and passes its checks.
+    let (store, _) = Store::open(StoreConfig::new(&dir)).expect("reopen");
+    let h = store.handle();
+    let all = history(&h, "c", None, 1000).expect("history after reopen");
+    let mut want: Vec<String> = (0..50).map(|i| format!("ok{i}")).collect();
+    want.push("full0".into());
+    want.extend((50..100).map(|i| format!("ok{i}")));
+    assert_eq!(ids(&all), want.iter().map(String::as_str).collect::<Vec<_>>());
+    store.close();
+    let check = rusqlite::Connection::open(std::path::Path::new(&dir).join("sockeye.db")).expect("open");
+    let ok: String = check.query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity_check");
+    assert_eq!(ok, "ok");
+    println!("FSIZE CHILD PASSED");
+}
+
+#[test]
+fn file_size_limit_fails_writes_then_the_store_recovers() {
+    if std::env::var_os(FSIZE_CHILD_ENV).is_some() {
+        return;
+    }
+    let dir = tmp();
+    let exe = std::env::current_exe().expect("current_exe");
+    let out = std::process::Command::new(exe)
+        .args(["store::tests::file_size_limit_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(FSIZE_CHILD_ENV, dir.path())
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("FSIZE CHILD PASSED"),
+        "child failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+}
