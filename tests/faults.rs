@@ -659,6 +659,8 @@ fn half_open_websocket_is_closed_after_ping_interval_plus_timeout() {
         "closed after {closed:?}, before the pong deadline"
     );
     assert!(closed < expected + Duration::from_millis(700), "closed after {closed:?}");
+    // And it was the heartbeat that closed it.
+    assert_eq!(metric_at_least(srv.port, r#"sockeye_session_closes_total{reason="ping timeout"}"#, 1.0), 1.0);
     // The client end saw nothing: the connection is half-open from its side.
     ws.s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut b = [0u8; 64];
@@ -723,6 +725,25 @@ fn sid_of(open: &str) -> String {
 
 const POLL: &str = "/socket.io/?EIO=4&transport=polling";
 
+/// The value of one sample of `GET /metrics` (`name` with its labels, as exposed), once it is
+/// at least `min` (metrics may lag a loop turn), or the last value read after 2 s.
+fn metric_at_least(port: u16, sample: &str, min: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let (st, body) = http(port, "GET", "/metrics", b"");
+        assert_eq!(st, 200, "{body}");
+        let v = body
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{body}"));
+        if v >= min || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn half_open_polling_session_is_closed_after_ping_interval_plus_timeout() {
     let _turn = turn();
@@ -770,6 +791,7 @@ fn half_open_polling_session_is_closed_after_ping_interval_plus_timeout() {
     ));
     assert_eq!(st, 400, "the session is closed after ping interval + timeout: {body}");
     assert!(body.contains("Session ID unknown"), "{body}");
+    assert_eq!(metric_at_least(srv.port, r#"sockeye_session_closes_total{reason="ping timeout"}"#, 1.0), 1.0);
     // The two connections are kept-alive HTTP connections without a request: the idle timeout
     // (1 s here) frees them.
     let freed = srv.wait_fds(baseline, Duration::from_secs(4));
@@ -819,6 +841,12 @@ fn client_that_never_reads_is_dropped_as_slow_consumer_and_the_room_keeps_going(
     ));
     // Dropped because of its output, long before the 60 s heartbeat could notice it.
     assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        metric_at_least(srv.port, r#"sockeye_session_closes_total{reason="slow consumer"}"#, 1.0),
+        1.0
+    );
+    assert_eq!(metric_at_least(srv.port, "sockeye_slow_consumers_total", 1.0), 1.0);
+    assert_eq!(metric_at_least(srv.port, r#"sockeye_session_closes_total{reason="ping timeout"}"#, 0.0), 0.0);
     // Its end sees what the kernel had buffered, then the end of the connection.
     slow.expect_end();
     let (r, _healthy) = rx.join().expect("healthy receiver");
