@@ -11,5 +11,7 @@ pub mod rooms;
 pub mod shard;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod sim_recovery;
 
 pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};
