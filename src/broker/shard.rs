@@ -113,8 +113,16 @@ pub enum ShardMsg {
     /// id (`pid`) in namespace `ns`, having seen every packet up to `offset`. Sent to every
     /// other core; each answers `Recovered` to `from`.
     Recover { pid: String, offset: String, ns: u16, from: CoreId, session: SessionKey },
-    /// The answer to `Recover`: the socket, taken off the answering core, or `None`.
-    Recovered { session: SessionKey, ns: u16, socket: Option<Box<RecoveredSocket>> },
+    /// The answer to `Recover` from core `from`: the socket, taken off it, or `None`.
+    Recovered { session: SessionKey, ns: u16, from: CoreId, socket: Option<Box<RecoveredSocket>> },
+    /// A packet for a recovered socket that reached its old core, which forwards what its
+    /// rooms receive until the new core has told every core it is in them (`Release`).
+    Forward { id: Arc<str>, ns: u16, offset: Arc<str>, packets: Vec<Outgoing> },
+    /// From the recovered socket's new core, after its occupancy announcements: stop
+    /// forwarding to `from` and answer `Released`.
+    Release { id: Arc<str>, ns: u16, from: CoreId },
+    /// No more `Forward` for this socket will come.
+    Released { id: Arc<str>, ns: u16 },
 }
 
 /// A disconnected socket handed from the core that kept it to the core its client came back
@@ -144,6 +152,9 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Recovered { ns, socket, .. } => {
                 write!(f, "Recovered(ns {ns}, {})", socket.as_ref().map_or("none", |s| &*s.id))
             }
+            ShardMsg::Forward { id, offset, .. } => write!(f, "Forward({id}, {offset})"),
+            ShardMsg::Release { id, from, .. } => write!(f, "Release({id}, to {from})"),
+            ShardMsg::Released { id, .. } => write!(f, "Released({id})"),
         }
     }
 }
@@ -210,6 +221,12 @@ pub(crate) struct SocketEntry {
     pub(crate) recovered: bool,
     /// Connection state recovery on: its private id and packet log.
     rec: Option<Box<SocketRecovery>>,
+    /// It was recovered on another core: this entry only forwards what its rooms receive
+    /// there, until that core sends `Release`.
+    forward_to: Option<CoreId>,
+    /// Recovered from another core, which still forwards: the offsets delivered since, so a
+    /// packet that arrives both forwarded and directly is sent once.
+    merging: Option<HashSet<Arc<str>>>,
 }
 
 /// A session value of `SocketEntry::session` that names no session: the socket is a ghost.
@@ -1294,6 +1311,8 @@ impl Shard {
             disconnecting: false,
             recovered: missed_from.is_some(),
             rec,
+            forward_to: None,
+            merging: missed_from.map(|_| HashSet::new()),
         }) as u32;
         self.socket_ids.insert(id.clone(), sock);
         if let Some(pid) = pid {
@@ -1310,6 +1329,15 @@ impl Shard {
             self.announce_occupancy_to_all(ns_idx, id.clone(), true);
         }
         self.attach(idx, SocketKey { idx: sock, generation }, missed_from.unwrap_or(usize::MAX));
+    }
+
+    /// Packet `offset` for socket `idx`: false when it was already delivered (it came both
+    /// forwarded by the old core and directly); else remembered while merging.
+    fn first_delivery(&mut self, idx: u32, offset: &Arc<str>) -> bool {
+        match self.sockets[idx as usize].merging.as_mut() {
+            Some(seen) => seen.insert(offset.clone()),
+            None => true,
+        }
     }
 
     /// The ghost `sock` of this core comes back on session `idx`.
@@ -1441,9 +1469,9 @@ impl Shard {
         self.socket_ids.remove(&entry.id);
         if let Some(rec) = &entry.rec {
             self.pids.remove(&rec.pid);
-            if rec.ghost_until.is_some() {
-                self.ghosts -= 1;
-            }
+        }
+        if entry.session == NO_SESSION {
+            self.ghosts -= 1;
         }
         let ns_idx = entry.ns;
         let ns = &mut self.namespaces[ns_idx as usize];
@@ -1740,6 +1768,17 @@ impl Shard {
         let max = self.def.config.recovery.max_buffer_bytes;
         let mut overflowed = Vec::new();
         for i in targets {
+            if let Some(offset) = &msg.offset {
+                if let Some(to) = self.sockets[i as usize].forward_to {
+                    let id = self.sockets[i as usize].id.clone();
+                    let (offset, packets) = (offset.clone(), msg.packets.clone());
+                    self.outbox.push((to, ShardMsg::Forward { id, ns: msg.ns, offset, packets }));
+                    continue;
+                }
+                if !self.first_delivery(i, offset) {
+                    continue;
+                }
+            }
             let entry = &mut self.sockets[i as usize];
             if let (Some(rec), Some(offset)) = (entry.rec.as_mut(), &msg.offset)
                 && !rec.record(offset, &msg.packets, max)
@@ -1786,13 +1825,15 @@ impl Shard {
             ShardMsg::Shutdown => self.shutdown(),
             ShardMsg::Recover { pid, offset, ns, from, session } => {
                 let socket = self.find_ghost(&pid, &offset, ns).map(|(idx, missed_from)| {
+                    // The entry stays in its rooms and forwards what they receive until the
+                    // new core has announced its own membership (`Release`): broadcasts sent
+                    // here before the other cores know are not lost.
                     let entry = &mut self.sockets[idx as usize];
                     let rec = entry.rec.take().expect("a ghost has its recovery state");
+                    entry.forward_to = Some(from);
                     let id = entry.id.clone();
                     let rooms = self.namespaces[ns as usize].rooms.rooms_of(idx).to_vec();
                     self.pids.remove(&rec.pid);
-                    self.ghosts -= 1;
-                    self.drop_socket(idx);
                     Box::new(RecoveredSocket {
                         id,
                         pid: rec.pid,
@@ -1801,23 +1842,71 @@ impl Shard {
                         missed_from,
                     })
                 });
-                self.outbox.push((from, ShardMsg::Recovered { session, ns, socket }));
+                let me = self.core;
+                self.outbox.push((from, ShardMsg::Recovered { session, ns, from: me, socket }));
             }
-            ShardMsg::Recovered { session, ns, socket } => {
-                // A session that ended meanwhile loses the socket: its client reconnects
-                // and gets a fresh one.
-                let Some(s) = self.session_mut(session) else {
-                    return;
-                };
-                let Some(pos) = s.recovering.iter().position(|r| r.ns == ns) else {
-                    return;
-                };
-                s.recovering[pos].waiting -= 1;
-                if socket.is_some() || s.recovering[pos].waiting == 0 {
-                    let r = s.recovering.remove(pos);
-                    self.create_socket(session.idx, ns, r.handshake, socket);
+            ShardMsg::Recovered { session, ns, from, socket } => {
+                let release = socket.as_ref().map(|s| s.id.clone());
+                self.handle_recovered(session, ns, socket);
+                if let Some(id) = release {
+                    // Queued after the occupancy announcements of `create_socket`: when the
+                    // old core reads it, it knows this core is in the rooms, and stops
+                    // forwarding.
+                    self.outbox.push((from, ShardMsg::Release { id, ns, from: self.core }));
                 }
             }
+            ShardMsg::Forward { id, ns, offset, packets } => {
+                let Some(&idx) = self.socket_ids.get(&id) else {
+                    return;
+                };
+                if self.sockets[idx as usize].ns != ns || !self.first_delivery(idx, &offset) {
+                    return;
+                }
+                let max = self.def.config.recovery.max_buffer_bytes;
+                let entry = &mut self.sockets[idx as usize];
+                let keep = entry.rec.as_mut().is_none_or(|rec| rec.record(&offset, &packets, max));
+                let session = entry.session;
+                if !keep {
+                    self.drop_socket(idx);
+                } else if session != NO_SESSION {
+                    for o in packets {
+                        self.send_session(session, o);
+                    }
+                }
+            }
+            ShardMsg::Release { id, ns, from } => {
+                if let Some(&idx) = self.socket_ids.get(&id)
+                    && self.sockets[idx as usize].forward_to == Some(from)
+                {
+                    self.drop_socket(idx);
+                }
+                self.outbox.push((from, ShardMsg::Released { id, ns }));
+            }
+            ShardMsg::Released { id, ns } => {
+                if let Some(&idx) = self.socket_ids.get(&id)
+                    && self.sockets[idx as usize].ns == ns
+                {
+                    self.sockets[idx as usize].merging = None;
+                }
+            }
+        }
+    }
+
+    /// A core answered `Recover` for session `session`: create the socket when it sent it, or
+    /// a fresh one once every core said it has none.
+    fn handle_recovered(&mut self, session: SessionKey, ns: u16, socket: Option<Box<RecoveredSocket>>) {
+        // A session that ended meanwhile loses the socket: its client reconnects and gets a
+        // fresh one.
+        let Some(s) = self.session_mut(session) else {
+            return;
+        };
+        let Some(pos) = s.recovering.iter().position(|r| r.ns == ns) else {
+            return;
+        };
+        s.recovering[pos].waiting -= 1;
+        if socket.is_some() || s.recovering[pos].waiting == 0 {
+            let r = s.recovering.remove(pos);
+            self.create_socket(session.idx, ns, r.handshake, socket);
         }
     }
 

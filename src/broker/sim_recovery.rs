@@ -283,3 +283,32 @@ fn ghost_over_its_buffer_is_dropped() {
     let (_a2, id2, _, _) = connect(&mut sim, 0, &format!(r#"{{"pid":"{pid}","offset":"{offset}"}}"#));
     assert_ne!(id2, id);
 }
+
+#[test]
+fn broadcasts_racing_a_cross_core_recovery_arrive_once_in_order() {
+    let (mut sim, _log) = sim(2, config(true));
+    // The member and the sender on core 0; the client comes back on core 1.
+    let (a, id, pid, offsets, b) = member_and_sender(&mut sim, 0, 0);
+    sim.client_close(a.conn);
+    send_numbers(&mut sim, &b, 4..=4);
+
+    sim.hold = true;
+    let a2 = sim.ws_open(1);
+    sim.ws_send(a2.conn, &format!(r#"40{{"pid":"{pid}","offset":"{}"}}"#, offsets[2]));
+    sim.deliver(1);
+    assert_eq!(sim.inbox_len(0), 1, "core 1 asked core 0");
+    sim.deliver(0); // core 0 hands the ghost over and keeps forwarding
+    send_numbers(&mut sim, &b, 5..=5); // core 0 does not know core 1 is in the room yet
+    sim.deliver(1); // the socket is created, missed 4 sent, then the forwarded 5
+    send_numbers(&mut sim, &b, 6..=6); // forwarded again
+    sim.deliver_one(0); // core 0 learns that core 1 is in the room
+    send_numbers(&mut sim, &b, 7..=7); // sent directly and forwarded: must arrive once
+    sim.hold = false;
+    sim.run_until_idle(); // Release, Released
+    send_numbers(&mut sim, &b, 8..=8);
+
+    let texts = sim.ws_texts(a2.conn);
+    assert_eq!(connect_answer(&texts[0])["sid"], id.as_str());
+    assert_eq!(numbers(&texts[1..]), [4, 5, 6, 7, 8]);
+    assert_eq!((sim.shard(0).ghost_count(), sim.shard(0).socket_count()), (0, 1), "only b on core 0");
+}
