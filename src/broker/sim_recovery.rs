@@ -16,8 +16,8 @@ fn config(on: bool) -> Config {
 
 /// `/`: connect logged as `connect <id> recovered=<bool>`, disconnect as `disconnect <id>
 /// <reason>`; `join` room (acked); `to-room` room payload -> `room-msg` payload to the room's
-/// other members; `direct` payload -> `direct-msg` payload to the sender itself;
-/// `whisper` id payload -> `room-msg` payload to the socket with that id.
+/// other members; `direct` payload -> `direct-msg` payload to the sender itself; `everyone`
+/// payload -> `room-msg` payload to every other socket of the namespace.
 fn app(cfg: Config, log: &Log) -> ServerBuilder {
     let mut b = ServerBuilder::new(cfg);
     let l = log.clone();
@@ -51,6 +51,9 @@ fn app(cfg: Config, log: &Log) -> ServerBuilder {
         });
         ns.on("direct", |s: &mut Socket<'_>, ev: Event| {
             s.emit_raw("direct-msg", ev.args_raw(), Vec::new());
+        });
+        ns.on("everyone", |s: &mut Socket<'_>, ev: Event| {
+            s.broadcast().emit_raw("room-msg", ev.args_raw(), Vec::new());
         });
     });
     b
@@ -311,4 +314,23 @@ fn broadcasts_racing_a_cross_core_recovery_arrive_once_in_order() {
     assert_eq!(connect_answer(&texts[0])["sid"], id.as_str());
     assert_eq!(numbers(&texts[1..]), [4, 5, 6, 7, 8]);
     assert_eq!((sim.shard(0).ghost_count(), sim.shard(0).socket_count()), (0, 1), "only b on core 0");
+}
+
+#[test]
+fn ghost_on_one_core_gets_room_and_namespace_broadcasts_from_a_third_and_recovers_on_another() {
+    let (mut sim, _log) = sim(3, config(true));
+    let (a, id, pid, offsets, b) = member_and_sender(&mut sim, 0, 2);
+    sim.client_close(a.conn);
+    send_numbers(&mut sim, &b, 4..=4);
+    sim.ws_send(b.conn, r#"42["everyone",5]"#);
+    sim.ws_send(b.conn, &format!(r#"42["to-room","{id}",6]"#));
+    let (a2, id2, _, missed) =
+        connect(&mut sim, 1, &format!(r#"{{"pid":"{pid}","offset":"{}"}}"#, offsets[2]));
+    assert_eq!(id2, id);
+    assert_eq!(numbers(&missed), [4, 5, 6]);
+    send_numbers(&mut sim, &b, 7..=7);
+    sim.ws_send(b.conn, r#"42["everyone",8]"#);
+    sim.ws_send(b.conn, &format!(r#"42["to-room","{id}",9]"#));
+    assert_eq!(numbers(&sim.ws_texts(a2.conn)), [7, 8, 9]);
+    assert_eq!((sim.shard(0).ghost_count(), sim.shard(0).socket_count()), (0, 0));
 }
