@@ -9,6 +9,7 @@
 //! - a session's `ws_conn`, `get_conn` and `probe_conn` are connections the runtime holds for it;
 //!   every time the shard lets go of one it says so with a command (`Unpark`, `Close`);
 //! - a socket is in `ns.sockets`, in `socket_ids` and in its session's `sockets` list, or in none;
+//!   a ghost (connection state recovery: `session == NO_SESSION`) is in the first two only;
 //! - a room is in another core's occupancy mask here iff that core told us it has members.
 
 use std::cmp::Reverse;
@@ -271,8 +272,12 @@ impl SocketRecovery {
     }
 }
 
+/// What one log entry counts against `Recovery::max_buffer_bytes`: the packets' bytes (shared
+/// with every other receiver of a broadcast, so counted once per socket although stored once)
+/// plus the entry's own bookkeeping, which each socket does pay for.
 fn packets_bytes(packets: &[Outgoing]) -> usize {
-    packets.iter().map(|o| o.ws_frame().len()).sum()
+    const ENTRY_OVERHEAD: usize = 64;
+    ENTRY_OVERHEAD + packets.iter().map(|o| o.ws_frame().len()).sum::<usize>()
 }
 
 /// A CONNECT that waits for the other cores to say whether they hold its socket.
