@@ -225,10 +225,25 @@ pub(crate) struct SocketEntry {
     /// It was recovered on another core: this entry only forwards what its rooms receive
     /// there, until that core sends `Release`.
     forward_to: Option<CoreId>,
-    /// Recovered from another core, which still forwards: the offsets delivered since, so a
-    /// packet that arrives both forwarded and directly is sent once.
-    merging: Option<HashSet<Arc<str>>>,
+    /// Recovered from another core, which still forwards (until `Released`).
+    merging: Option<Box<Merging>>,
+    /// Becoming a ghost: `leave` has no effect while its disconnect handler runs.
+    keep_rooms: bool,
 }
+
+/// A socket recovered from another core while that core still forwards what its rooms
+/// receive. Forwarded packets are delivered at once: they are older than anything that comes
+/// directly, which is held until `Released` (after the last forward) and then delivered. Each
+/// offset is delivered once, since a broadcast may come both ways.
+#[derive(Default)]
+struct Merging {
+    seen: HashSet<Arc<str>>,
+    held: Vec<(Arc<str>, Vec<Outgoing>)>,
+}
+
+/// Offsets of broadcasts from a `ServerHandle`, which every core delivers on its own: they
+/// share one offset (`s.<n>`), so a socket being merged gets the broadcast once.
+static NEXT_SHARED_OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A session value of `SocketEntry::session` that names no session: the socket is a ghost.
 const NO_SESSION: u32 = u32::MAX;
@@ -1317,7 +1332,8 @@ impl Shard {
             recovered: missed_from.is_some(),
             rec,
             forward_to: None,
-            merging: missed_from.map(|_| HashSet::new()),
+            merging: missed_from.map(|_| Box::default()),
+            keep_rooms: false,
         }) as u32;
         self.socket_ids.insert(id.clone(), sock);
         if let Some(pid) = pid {
@@ -1336,13 +1352,29 @@ impl Shard {
         self.attach(idx, SocketKey { idx: sock, generation }, missed_from.unwrap_or(usize::MAX));
     }
 
-    /// Packet `offset` for socket `idx`: false when it was already delivered (it came both
-    /// forwarded by the old core and directly); else remembered while merging.
-    fn first_delivery(&mut self, idx: u32, offset: &Arc<str>) -> bool {
-        match self.sockets[idx as usize].merging.as_mut() {
-            Some(seen) => seen.insert(offset.clone()),
-            None => true,
+    /// Deliver a packet with an offset to socket `idx`: logged, and sent unless it is a ghost;
+    /// skipped when a merging socket already had it. Returns false when a ghost overflowed
+    /// its log and must be dropped.
+    fn deliver_to_socket(&mut self, idx: u32, offset: &Arc<str>, packets: &[Outgoing]) -> bool {
+        let max = self.def.config.recovery.max_buffer_bytes;
+        let entry = &mut self.sockets[idx as usize];
+        if let Some(m) = entry.merging.as_mut()
+            && !m.seen.insert(offset.clone())
+        {
+            return true;
         }
+        if let Some(rec) = entry.rec.as_mut()
+            && !rec.record(offset, packets, max)
+        {
+            return false;
+        }
+        let session = entry.session;
+        if session != NO_SESSION {
+            for o in packets {
+                self.send_session(session, o.clone());
+            }
+        }
+        true
     }
 
     /// The ghost `sock` of this core comes back on session `idx`.
@@ -1427,12 +1459,11 @@ impl Shard {
         }
         let ghost = ghost && self.sockets[key.idx as usize].rec.is_some();
         let ns_idx = self.sockets[key.idx as usize].ns;
-        // The rooms as they were at the cut: a ghost keeps them whatever the handler leaves.
-        let rooms: Vec<Room> = if ghost {
-            self.namespaces[ns_idx as usize].rooms.rooms_of(key.idx).to_vec()
-        } else {
-            Vec::new()
-        };
+        // A ghost keeps the rooms it had at the cut, whatever its disconnect handler leaves
+        // (socket.io saves them before the handler runs): `leave` ignores it meanwhile. Had it
+        // left and joined again, other cores could miss broadcasts between the two
+        // announcements.
+        self.sockets[key.idx as usize].keep_rooms = ghost;
         let def = self.def.clone();
         if let Some(h) = &def.namespaces[ns_idx as usize].on_disconnect {
             h(&mut Socket::new(self, key), reason);
@@ -1445,11 +1476,7 @@ impl Shard {
             self.drop_socket(key.idx);
             return;
         }
-        for room in rooms {
-            if self.namespaces[ns_idx as usize].rooms.join(key.idx, &room) == Change::Occupancy {
-                self.announce_occupancy(ns_idx, room, true);
-            }
-        }
+        self.sockets[key.idx as usize].keep_rooms = false;
         let window = self.def.config.recovery.window;
         let until = self.now + window;
         let entry = &mut self.sockets[key.idx as usize];
@@ -1634,7 +1661,7 @@ impl Shard {
     }
 
     pub(crate) fn leave(&mut self, key: SocketKey, room: &str) {
-        let Some(sock) = self.socket_ref(key) else {
+        let Some(sock) = self.socket_ref(key).filter(|s| !s.keep_rooms) else {
             return;
         };
         let ns_idx = sock.ns;
@@ -1770,32 +1797,24 @@ impl Shard {
                 }
             }
         }
-        let max = self.def.config.recovery.max_buffer_bytes;
         let mut overflowed = Vec::new();
         for i in targets {
-            if let Some(offset) = &msg.offset {
-                if let Some(to) = self.sockets[i as usize].forward_to {
-                    let id = self.sockets[i as usize].id.clone();
-                    let (offset, packets) = (offset.clone(), msg.packets.clone());
-                    self.outbox.push((to, ShardMsg::Forward { id, ns: msg.ns, offset, packets }));
-                    continue;
+            let Some(offset) = &msg.offset else {
+                let session = self.sockets[i as usize].session;
+                for o in &msg.packets {
+                    self.send_session(session, o.clone());
                 }
-                if !self.first_delivery(i, offset) {
-                    continue;
-                }
-            }
+                continue;
+            };
             let entry = &mut self.sockets[i as usize];
-            if let (Some(rec), Some(offset)) = (entry.rec.as_mut(), &msg.offset)
-                && !rec.record(offset, &msg.packets, max)
-            {
+            if let Some(to) = entry.forward_to {
+                let id = entry.id.clone();
+                let (offset, packets) = (offset.clone(), msg.packets.clone());
+                self.outbox.push((to, ShardMsg::Forward { id, ns: msg.ns, offset, packets }));
+            } else if let Some(m) = entry.merging.as_mut() {
+                m.held.push((offset.clone(), msg.packets.clone()));
+            } else if !self.deliver_to_socket(i, offset, &msg.packets) {
                 overflowed.push(i);
-            }
-            let session = entry.session;
-            if session == NO_SESSION {
-                continue; // a ghost: logged only
-            }
-            for o in &msg.packets {
-                self.send_session(session, o.clone());
             }
         }
         // Ghosts that missed more than they may keep: their clients get fresh sessions.
@@ -1864,19 +1883,8 @@ impl Shard {
                 let Some(&idx) = self.socket_ids.get(&id) else {
                     return;
                 };
-                if self.sockets[idx as usize].ns != ns || !self.first_delivery(idx, &offset) {
-                    return;
-                }
-                let max = self.def.config.recovery.max_buffer_bytes;
-                let entry = &mut self.sockets[idx as usize];
-                let keep = entry.rec.as_mut().is_none_or(|rec| rec.record(&offset, &packets, max));
-                let session = entry.session;
-                if !keep {
+                if self.sockets[idx as usize].ns == ns && !self.deliver_to_socket(idx, &offset, &packets) {
                     self.drop_socket(idx);
-                } else if session != NO_SESSION {
-                    for o in packets {
-                        self.send_session(session, o);
-                    }
                 }
             }
             ShardMsg::Release { id, ns, from } => {
@@ -1888,11 +1896,22 @@ impl Shard {
                 self.outbox.push((from, ShardMsg::Released { id, ns }));
             }
             ShardMsg::Released { id, ns } => {
-                if let Some(&idx) = self.socket_ids.get(&id)
-                    && self.sockets[idx as usize].ns == ns
-                {
-                    self.sockets[idx as usize].merging = None;
+                let Some(&idx) = self.socket_ids.get(&id) else {
+                    return;
+                };
+                if self.sockets[idx as usize].ns != ns {
+                    return;
                 }
+                // Every forward has arrived: what came directly meanwhile goes now, minus
+                // what the forwards already brought.
+                let held = self.sockets[idx as usize].merging.as_mut().map(|m| std::mem::take(&mut m.held));
+                for (offset, packets) in held.into_iter().flatten() {
+                    if !self.deliver_to_socket(idx, &offset, &packets) {
+                        self.drop_socket(idx);
+                        return;
+                    }
+                }
+                self.sockets[idx as usize].merging = None;
             }
         }
     }
@@ -1936,10 +1955,37 @@ impl Shard {
         attachments: &[Bytes],
     ) {
         if let Some(&n) = self.def.ns_index.get(ns) {
-            self.broadcast_local_only(n, rooms, except, event, args_inner, attachments);
+            let offset = self.new_offset();
+            self.broadcast_local_only(n, rooms, except, event, args_inner, attachments, offset);
         }
     }
 
+    /// `emit_all` of one broadcast that every core delivers (`ServerHandle`): with recovery
+    /// on, the first core to run draws its offset in `offset` and the others use the same.
+    pub(crate) fn emit_all_shared(&mut self, b: &ClusterBroadcast, offset: &std::sync::OnceLock<Arc<str>>) {
+        let Some(&n) = self.def.ns_index.get(b.ns.as_str()) else {
+            return;
+        };
+        let offset = self.def.config.recovery.enabled.then(|| {
+            offset
+                .get_or_init(|| {
+                    let n = NEXT_SHARED_OFFSET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Arc::from(format!("s.{n:x}"))
+                })
+                .clone()
+        });
+        self.broadcast_local_only(
+            n,
+            b.rooms.clone(),
+            b.except.clone(),
+            &b.event,
+            &b.args_inner,
+            &b.attachments,
+            offset,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn broadcast_local_only(
         &mut self,
         ns: u16,
@@ -1948,9 +1994,9 @@ impl Shard {
         event: &str,
         args_inner: &str,
         attachments: &[Bytes],
+        offset: Option<Arc<str>>,
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
-        let offset = self.new_offset();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments, offset.as_deref());
         self.deliver_local(&BroadcastMsg { ns, rooms, except, packets, offset }, None);
     }

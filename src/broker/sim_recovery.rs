@@ -336,3 +336,71 @@ fn ghost_on_one_core_gets_room_and_namespace_broadcasts_from_a_third_and_recover
     assert_eq!(numbers(&sim.ws_texts(a2.conn)), [7, 8, 9]);
     assert_eq!((sim.shard(0).ghost_count(), sim.shard(0).socket_count()), (0, 0));
 }
+
+/// Two cores, every placement of member, sender and reconnection, and random interleavings of
+/// inbox deliveries with the stream, the cut and the reconnection: the client ends with every
+/// number exactly once, in order.
+#[test]
+fn random_interleavings_on_two_cores_deliver_every_number_once_in_order() {
+    use rand::{RngExt, SeedableRng};
+    for seed in 0..300u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (core_a, core_b, core_back) =
+            (rng.random_range(0..2u8), rng.random_range(0..2u8), rng.random_range(0..2u8));
+        let (mut sim, _log) = sim(2, config(true));
+        let (a, id, pid, _offsets, b) = member_and_sender(&mut sim, core_a, core_b);
+        let mut got: Vec<u64> = vec![1, 2, 3];
+        let mut last_offset = None;
+        let total = 40u64;
+        let cut_at = rng.random_range(4..20u64);
+        let back_at = rng.random_range(cut_at..30u64);
+        let mut a2: Option<WsClient> = None;
+        sim.hold = true;
+        let mut read = |sim: &mut Sim, conn, got: &mut Vec<u64>, last: &mut Option<String>| {
+            for t in sim.ws_texts(conn) {
+                if t.starts_with(r#"42["room-msg""#) {
+                    let (n, o) = numbered(&t);
+                    got.push(n);
+                    *last = Some(o);
+                }
+            }
+        };
+        for n in 4..=total {
+            if n == cut_at {
+                read(&mut sim, a.conn, &mut got, &mut last_offset);
+                sim.client_close(a.conn);
+            }
+            if n == back_at {
+                let c = sim.ws_open(core_back);
+                let offset = last_offset.clone().unwrap_or_else(|| _offsets[2].clone());
+                sim.ws_send(c.conn, &format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#));
+                a2 = Some(c);
+            }
+            sim.ws_send(b.conn, &format!(r#"42["to-room","r",{n}]"#));
+            for _ in 0..rng.random_range(0..3) {
+                let core = rng.random_range(0..2u8);
+                if rng.random_bool(0.5) {
+                    sim.deliver_one(core);
+                } else {
+                    sim.deliver(core);
+                }
+            }
+            if n < cut_at {
+                read(&mut sim, a.conn, &mut got, &mut last_offset);
+            }
+        }
+        sim.hold = false;
+        sim.run_until_idle();
+        let a2 = a2.expect("reconnected");
+        let texts = sim.ws_texts(a2.conn);
+        let answer = connect_answer(&texts[0]);
+        assert_eq!(answer["sid"], id.as_str(), "seed {seed}: recovered");
+        got.extend(texts[1..].iter().filter(|t| t.starts_with(r#"42["room-msg""#)).map(|t| numbered(t).0));
+        let expected: Vec<u64> = (1..=total).collect();
+        assert_eq!(
+            got, expected,
+            "seed {seed}: cores {core_a} {core_b} {core_back}, cut {cut_at}, back {back_at}"
+        );
+        assert_eq!(sim.shard(0).ghost_count() + sim.shard(1).ghost_count(), 0, "seed {seed}");
+    }
+}
