@@ -348,7 +348,7 @@ fn random_interleavings_on_two_cores_deliver_every_number_once_in_order() {
         let (core_a, core_b, core_back) =
             (rng.random_range(0..2u8), rng.random_range(0..2u8), rng.random_range(0..2u8));
         let (mut sim, _log) = sim(2, config(true));
-        let (a, id, pid, _offsets, b) = member_and_sender(&mut sim, core_a, core_b);
+        let (a, id, pid, offsets, b) = member_and_sender(&mut sim, core_a, core_b);
         let mut got: Vec<u64> = vec![1, 2, 3];
         let mut last_offset = None;
         let total = 40u64;
@@ -356,7 +356,7 @@ fn random_interleavings_on_two_cores_deliver_every_number_once_in_order() {
         let back_at = rng.random_range(cut_at..30u64);
         let mut a2: Option<WsClient> = None;
         sim.hold = true;
-        let mut read = |sim: &mut Sim, conn, got: &mut Vec<u64>, last: &mut Option<String>| {
+        let read = |sim: &mut Sim, conn, got: &mut Vec<u64>, last: &mut Option<String>| {
             for t in sim.ws_texts(conn) {
                 if t.starts_with(r#"42["room-msg""#) {
                     let (n, o) = numbered(&t);
@@ -372,7 +372,7 @@ fn random_interleavings_on_two_cores_deliver_every_number_once_in_order() {
             }
             if n == back_at {
                 let c = sim.ws_open(core_back);
-                let offset = last_offset.clone().unwrap_or_else(|| _offsets[2].clone());
+                let offset = last_offset.clone().unwrap_or_else(|| offsets[2].clone());
                 sim.ws_send(c.conn, &format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#));
                 a2 = Some(c);
             }
