@@ -117,11 +117,15 @@ pub enum ShardMsg {
     /// The answer to `Recover` from core `from`: the socket, taken off it, or `None`.
     Recovered { session: SessionKey, ns: u16, from: CoreId, socket: Option<Box<RecoveredSocket>> },
     /// A packet for a recovered socket that reached its old core, which forwards what its
-    /// rooms receive until the new core has told every core it is in them (`Release`).
+    /// rooms receive until every core sends to the new core directly (see `Fence`).
     Forward { id: Arc<str>, ns: u16, offset: Arc<str>, packets: Vec<Outgoing> },
-    /// From the recovered socket's new core, after its occupancy announcements: stop
-    /// forwarding to `from` and answer `Released`.
-    Release { id: Arc<str>, ns: u16, from: CoreId },
+    /// From the recovered socket's new core `b`, after its occupancy announcements, to every
+    /// other core: once you read this you send to `b` yourself; tell the old core `a`
+    /// (`Fenced`). The old core itself takes it as the fence of `a` and of `b`.
+    Fence { id: Arc<str>, ns: u16, a: CoreId, b: CoreId },
+    /// To the old core: broadcasts from `origin` sent after this one reach `b` directly, so
+    /// they are not forwarded any more. When every core is fenced, the forwarder goes.
+    Fenced { id: Arc<str>, ns: u16, origin: CoreId, b: CoreId },
     /// No more `Forward` for this socket will come.
     Released { id: Arc<str>, ns: u16 },
 }
@@ -154,7 +158,8 @@ impl std::fmt::Debug for ShardMsg {
                 write!(f, "Recovered(ns {ns}, {})", socket.as_ref().map_or("none", |s| &*s.id))
             }
             ShardMsg::Forward { id, offset, .. } => write!(f, "Forward({id}, {offset})"),
-            ShardMsg::Release { id, from, .. } => write!(f, "Release({id}, to {from})"),
+            ShardMsg::Fence { id, a, b, .. } => write!(f, "Fence({id}, {a} -> {b})"),
+            ShardMsg::Fenced { id, origin, .. } => write!(f, "Fenced({id}, {origin})"),
             ShardMsg::Released { id, .. } => write!(f, "Released({id})"),
         }
     }
@@ -179,6 +184,9 @@ pub struct BroadcastMsg {
     /// With connection state recovery on: the offset appended as the last argument, which
     /// every receiving socket logs.
     pub offset: Option<Arc<str>>,
+    /// The core it was sent from; `None` for a `ServerHandle` broadcast, which every core
+    /// delivers on its own.
+    pub origin: Option<CoreId>,
 }
 
 type SocketHandler = Rc<dyn Fn(&mut Socket<'_>, Event)>;
@@ -223,8 +231,12 @@ pub(crate) struct SocketEntry {
     /// Connection state recovery on: its private id and packet log.
     rec: Option<Box<SocketRecovery>>,
     /// It was recovered on another core: this entry only forwards what its rooms receive
-    /// there, until that core sends `Release`.
+    /// there, except broadcasts from the cores in `fenced`, until every core is fenced.
     forward_to: Option<CoreId>,
+    fenced: u64,
+    /// `ServerHandle` broadcasts (offsets `s.<n>`) that reached it forwarded while merging:
+    /// this core's own copy may still come after `Released`, and is skipped then.
+    shared_seen: Option<HashSet<Arc<str>>>,
     /// Recovered from another core, which still forwards (until `Released`).
     merging: Option<Box<Merging>>,
     /// Becoming a ghost: `leave` has no effect while its disconnect handler runs.
@@ -1332,6 +1344,8 @@ impl Shard {
             recovered: missed_from.is_some(),
             rec,
             forward_to: None,
+            fenced: 0,
+            shared_seen: None,
             merging: missed_from.map(|_| Box::default()),
             keep_rooms: false,
         }) as u32;
@@ -1361,6 +1375,14 @@ impl Shard {
         if let Some(m) = entry.merging.as_mut()
             && !m.seen.insert(offset.clone())
         {
+            return true;
+        }
+        if let Some(seen) = entry.shared_seen.as_mut()
+            && seen.remove(offset)
+        {
+            if seen.is_empty() {
+                entry.shared_seen = None;
+            }
             return true;
         }
         if let Some(rec) = entry.rec.as_mut()
@@ -1746,7 +1768,7 @@ impl Shard {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let offset = self.new_offset();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments, offset.as_deref());
-        let msg = BroadcastMsg { ns, rooms, except, packets, offset };
+        let msg = BroadcastMsg { ns, rooms, except, packets, offset, origin: Some(self.core) };
         let mut mask: u64 = 0;
         if msg.rooms.is_empty() {
             mask = u64::MAX;
@@ -1808,6 +1830,9 @@ impl Shard {
             };
             let entry = &mut self.sockets[i as usize];
             if let Some(to) = entry.forward_to {
+                if msg.origin.is_some_and(|o| entry.fenced & (1u64 << (o as u32 % 64)) != 0) {
+                    continue; // that core sends to the new one itself now
+                }
                 let id = entry.id.clone();
                 let (offset, packets) = (offset.clone(), msg.packets.clone());
                 self.outbox.push((to, ShardMsg::Forward { id, ns: msg.ns, offset, packets }));
@@ -1849,9 +1874,9 @@ impl Shard {
             ShardMsg::Shutdown => self.shutdown(),
             ShardMsg::Recover { pid, offset, ns, from, session } => {
                 let socket = self.find_ghost(&pid, &offset, ns).map(|(idx, missed_from)| {
-                    // The entry stays in its rooms and forwards what they receive until the
-                    // new core has announced its own membership (`Release`): broadcasts sent
-                    // here before the other cores know are not lost.
+                    // The entry stays in its rooms and forwards what they receive until
+                    // every core sends to the new core itself (`Fence`, `Fenced`): broadcasts
+                    // sent here before the other cores know are not lost.
                     let entry = &mut self.sockets[idx as usize];
                     let rec = entry.rec.take().expect("a ghost has its recovery state");
                     entry.forward_to = Some(from);
@@ -1873,10 +1898,12 @@ impl Shard {
                 let release = socket.as_ref().map(|s| s.id.clone());
                 self.handle_recovered(session, ns, socket);
                 if let Some(id) = release {
-                    // Queued after the occupancy announcements of `create_socket`: when the
-                    // old core reads it, it knows this core is in the rooms, and stops
-                    // forwarding.
-                    self.outbox.push((from, ShardMsg::Release { id, ns, from: self.core }));
+                    // Queued after the occupancy announcements of `create_socket`: a core that
+                    // reads it knows this core is in the rooms.
+                    for c in (0..self.n_cores).filter(|&c| c as CoreId != self.core) {
+                        let fence = ShardMsg::Fence { id: id.clone(), ns, a: from, b: self.core };
+                        self.outbox.push((c as CoreId, fence));
+                    }
                 }
             }
             ShardMsg::Forward { id, ns, offset, packets } => {
@@ -1887,13 +1914,18 @@ impl Shard {
                     self.drop_socket(idx);
                 }
             }
-            ShardMsg::Release { id, ns, from } => {
-                if let Some(&idx) = self.socket_ids.get(&id)
-                    && self.sockets[idx as usize].forward_to == Some(from)
-                {
-                    self.drop_socket(idx);
+            ShardMsg::Fence { id, ns, a, b } => {
+                if a == self.core {
+                    // Everything the new core sent before this was forwarded; this core
+                    // already sends to it directly (its occupancy came first).
+                    self.fence_forwarder(&id, ns, b, (1u64 << (a as u32 % 64)) | (1u64 << (b as u32 % 64)));
+                } else {
+                    let me = self.core;
+                    self.outbox.push((a, ShardMsg::Fenced { id, ns, origin: me, b }));
                 }
-                self.outbox.push((from, ShardMsg::Released { id, ns }));
+            }
+            ShardMsg::Fenced { id, ns, origin, b } => {
+                self.fence_forwarder(&id, ns, b, 1u64 << (origin as u32 % 64));
             }
             ShardMsg::Released { id, ns } => {
                 let Some(&idx) = self.socket_ids.get(&id) else {
@@ -1911,8 +1943,31 @@ impl Shard {
                         return;
                     }
                 }
-                self.sockets[idx as usize].merging = None;
+                let entry = &mut self.sockets[idx as usize];
+                if let Some(m) = entry.merging.take() {
+                    let shared: HashSet<Arc<str>> =
+                        m.seen.into_iter().filter(|o| o.starts_with("s.")).collect();
+                    entry.shared_seen = (!shared.is_empty()).then_some(shared);
+                }
             }
+        }
+    }
+
+    /// Stop forwarding broadcasts from the cores in `bits` to the recovered socket `id` (now on
+    /// core `b`); once every core is fenced, drop the forwarder and tell `b` (`Released`).
+    fn fence_forwarder(&mut self, id: &Arc<str>, ns: u16, b: CoreId, bits: u64) {
+        let Some(&idx) = self.socket_ids.get(id) else {
+            return;
+        };
+        let entry = &mut self.sockets[idx as usize];
+        if entry.forward_to != Some(b) || entry.ns != ns {
+            return;
+        }
+        entry.fenced |= bits;
+        let all = if self.n_cores >= 64 { u64::MAX } else { (1u64 << self.n_cores) - 1 };
+        if entry.fenced & all == all {
+            self.drop_socket(idx);
+            self.outbox.push((b, ShardMsg::Released { id: id.clone(), ns }));
         }
     }
 
@@ -1998,7 +2053,7 @@ impl Shard {
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
         let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments, offset.as_deref());
-        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets, offset }, None);
+        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets, offset, origin: None }, None);
     }
 
     /// Send a plain Engine.IO message (plain Engine.IO endpoints).
