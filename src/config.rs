@@ -142,6 +142,33 @@ pub struct Config {
     /// Serve `GET /metrics` (Prometheus text format). Operators should keep it off the public
     /// network (deny it at the proxy).
     pub metrics: bool,
+    /// Connection state recovery (socket.io's `connectionStateRecovery`); off by default.
+    pub recovery: Recovery,
+}
+
+/// Connection state recovery: a socket that loses its transport for a recoverable reason is
+/// kept as a "ghost" that still receives its rooms' broadcasts; a client that reconnects
+/// within `window` with its private id (`pid`) and last offset gets back its id, its rooms and
+/// the packets it missed.
+///
+/// Off by default: with it on, every broadcast (and every emit without ack) carries an offset
+/// string as its last argument, which breaks handlers of fixed arity (python-socketio calls
+/// `handler(*args)` and raises `TypeError`). The reference server is opt-in too.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub enabled: bool,
+    /// How long a disconnected socket can be recovered (reference default 2 minutes).
+    pub window: Duration,
+    /// Bytes of packets kept per socket: recently sent ones (to re-send what was in flight at
+    /// the cut) and, once disconnected, the ones it missed. A disconnected socket that
+    /// overflows it is dropped, and its client gets a fresh session.
+    pub max_buffer_bytes: usize,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Recovery { enabled: false, window: Duration::from_millis(120_000), max_buffer_bytes: 1024 * 1024 }
+    }
 }
 
 impl Default for Config {
@@ -160,6 +187,7 @@ impl Default for Config {
             backlog: 1024,
             shutdown_timeout: Duration::from_millis(3000),
             metrics: true,
+            recovery: Recovery::default(),
         }
     }
 }

@@ -227,6 +227,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("log", "LOG"),
     ("engine", "ENGINE.IO"),
     ("limits", "LIMITS"),
+    ("recovery", "CONNECTION STATE RECOVERY (socket.io connectionStateRecovery)"),
     ("chat", "CHAT (the chat app, docs/PROTOCOL.md)"),
     ("auth", "AUTH (the chat app's tokens)"),
 ];
@@ -788,6 +789,45 @@ pub static OPTIONS: &[Opt] = &[
             max: MAX_MS,
             set: |s, n| s.server.limits.keep_alive_idle_timeout = Duration::from_millis(n),
             get: |s| ms(s.server.limits.keep_alive_idle_timeout),
+        },
+    },
+    Opt {
+        key: "recovery.enabled",
+        flag: "--recovery",
+        metavar: "on|off",
+        help: "keep disconnected sockets for their clients to recover; on appends an offset \
+               argument to every broadcast, which breaks fixed-arity handlers (python-socketio)",
+        unset: "",
+        kind: Kind::Choice {
+            choices: &["on", "off"],
+            set: |s, i| s.server.recovery.enabled = i == 0,
+            get: |s| usize::from(!s.server.recovery.enabled),
+        },
+    },
+    Opt {
+        key: "recovery.window_ms",
+        flag: "--recovery-window-ms",
+        metavar: "MS",
+        help: "how long a disconnected socket can be recovered",
+        unset: "",
+        kind: Kind::Int {
+            min: 1,
+            max: MAX_MS,
+            set: |s, n| s.server.recovery.window = Duration::from_millis(n),
+            get: |s| ms(s.server.recovery.window),
+        },
+    },
+    Opt {
+        key: "recovery.max_buffer_bytes",
+        flag: "--recovery-max-buffer-bytes",
+        metavar: "BYTES",
+        help: "packet bytes kept per socket for recovery; a disconnected socket past it gets a fresh session",
+        unset: "",
+        kind: Kind::Int {
+            min: 1024,
+            max: MAX_BYTES,
+            set: |s, n| s.server.recovery.max_buffer_bytes = to_usize(n),
+            get: |s| size(s.server.recovery.max_buffer_bytes),
         },
     },
     Opt {

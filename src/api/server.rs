@@ -315,18 +315,12 @@ impl ServerHandle {
     /// Deliver a broadcast that came from another node to this node's members, on every core.
     /// It is not published again.
     pub fn deliver_from_cluster(&self, b: ClusterBroadcast) {
-        let shared = Arc::new(b);
+        // One offset for every core's copy (connection state recovery; drawn only when on).
+        let shared = Arc::new((b, std::sync::OnceLock::new()));
         for c in self.cores.iter() {
             let b = shared.clone();
             c.send(ShardMsg::Run(Box::new(move |shard: &mut Shard| {
-                shard.emit_all(
-                    &b.ns,
-                    b.rooms.clone(),
-                    b.except.clone(),
-                    &b.event,
-                    &b.args_inner,
-                    &b.attachments,
-                );
+                shard.emit_all_shared(&b.0, &b.1);
             })));
         }
     }

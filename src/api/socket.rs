@@ -30,6 +30,13 @@ impl<'a> Socket<'a> {
         self.shard.live_socket(self.key).is_some()
     }
 
+    /// Whether this socket was restored by connection state recovery (`socket.recovered` in
+    /// socket.io): same id and rooms as before the client's transport died, and the packets
+    /// it missed were sent before the connect handler runs. Always false with recovery off.
+    pub fn recovered(&self) -> bool {
+        self.shard.socket_ref(self.key).is_some_and(|s| s.recovered)
+    }
+
     /// The socket id (also the name of the room only this socket is in). Empty once gone.
     pub fn id(&self) -> &str {
         self.shard.socket_ref(self.key).map(|s| &*s.id).unwrap_or("")

@@ -13,5 +13,7 @@ pub mod shard;
 #[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]
 pub mod sim;
+#[cfg(test)]
+mod sim_recovery;
 
 pub use shard::{ConnCmd, ConnKey, CoreId, RequestOutcome, SessionKey, Shard, ShardMsg};

@@ -9,10 +9,11 @@
 //! - a session's `ws_conn`, `get_conn` and `probe_conn` are connections the runtime holds for it;
 //!   every time the shard lets go of one it says so with a command (`Unpark`, `Close`);
 //! - a socket is in `ns.sockets`, in `socket_ids` and in its session's `sockets` list, or in none;
+//!   a ghost (connection state recovery: `session == NO_SESSION`) is in the first two only;
 //! - a room is in another core's occupancy mask here iff that core told us it has members.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -110,6 +111,37 @@ pub enum ShardMsg {
     CloseSession { sid: String, reason: CloseReason },
     /// Close every session: the server is shutting down.
     Shutdown,
+    /// Connection state recovery: a client asks for the disconnected socket with this private
+    /// id (`pid`) in namespace `ns`, having seen every packet up to `offset`. Sent to every
+    /// other core; each answers `Recovered` to `from`.
+    Recover { pid: String, offset: String, ns: u16, from: CoreId, session: SessionKey },
+    /// The answer to `Recover` from core `from`: the socket, taken off it, or `None`.
+    Recovered { session: SessionKey, ns: u16, from: CoreId, socket: Option<Box<RecoveredSocket>> },
+    /// A packet for a recovered socket that reached its old core, which forwards what its
+    /// rooms receive until every core sends to the new core directly (see `Fence`).
+    Forward { id: Arc<str>, ns: u16, offset: Arc<str>, packets: Vec<Outgoing> },
+    /// From the recovered socket's new core `b`, after its occupancy announcements, to every
+    /// other core: once you read this you send to `b` yourself; tell the old core `a`
+    /// (`Fenced`). The old core itself takes it as the fence of `a` and of `b`.
+    Fence { id: Arc<str>, ns: u16, a: CoreId, b: CoreId },
+    /// To the old core: broadcasts from `origin` sent after this one reach `b` directly, so
+    /// they are not forwarded any more. When every core is fenced, the forwarder goes.
+    Fenced { id: Arc<str>, ns: u16, origin: CoreId, b: CoreId },
+    /// No more `Forward` for this socket will come.
+    Released { id: Arc<str>, ns: u16 },
+}
+
+/// A disconnected socket handed from the core that kept it to the core its client came back
+/// on: everything but the application data (which is not `Send`).
+#[derive(Debug)]
+pub struct RecoveredSocket {
+    id: Arc<str>,
+    pid: Arc<str>,
+    rooms: Vec<Room>,
+    /// The packets logged for it (offset, packets), oldest first; the ones after
+    /// `missed_from` are those the client has not seen.
+    log: Vec<(Arc<str>, Vec<Outgoing>)>,
+    missed_from: usize,
 }
 
 impl std::fmt::Debug for ShardMsg {
@@ -122,6 +154,14 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Run(_) => f.write_str("Run"),
             ShardMsg::CloseSession { sid, reason } => write!(f, "CloseSession({sid}, {reason})"),
             ShardMsg::Shutdown => f.write_str("Shutdown"),
+            ShardMsg::Recover { ns, from, .. } => write!(f, "Recover(ns {ns}, from {from})"),
+            ShardMsg::Recovered { ns, socket, .. } => {
+                write!(f, "Recovered(ns {ns}, {})", socket.as_ref().map_or("none", |s| &*s.id))
+            }
+            ShardMsg::Forward { id, offset, .. } => write!(f, "Forward({id}, {offset})"),
+            ShardMsg::Fence { id, a, b, .. } => write!(f, "Fence({id}, {a} -> {b})"),
+            ShardMsg::Fenced { id, origin, .. } => write!(f, "Fenced({id}, {origin})"),
+            ShardMsg::Released { id, .. } => write!(f, "Released({id})"),
         }
     }
 }
@@ -142,6 +182,12 @@ pub struct BroadcastMsg {
     pub rooms: Vec<Room>,
     pub except: Vec<Room>,
     pub packets: Vec<Outgoing>,
+    /// With connection state recovery on: the offset appended as the last argument, which
+    /// every receiving socket logs.
+    pub offset: Option<Arc<str>>,
+    /// The core it was sent from; `None` for a `ServerHandle` broadcast, which every core
+    /// delivers on its own.
+    pub origin: Option<CoreId>,
 }
 
 type SocketHandler = Rc<dyn Fn(&mut Socket<'_>, Event)>;
@@ -159,6 +205,8 @@ struct SessionEntry {
     probe_conn: Option<ConnKey>,
     /// Sockets of this session: (namespace, socket slab index).
     sockets: Vec<(u16, u32)>,
+    /// CONNECTs waiting for other cores' answers to `ShardMsg::Recover`.
+    recovering: Vec<Recovering>,
     decoder: Option<Box<Decoder>>,
     base: Arc<HandshakeBase>,
     connect_deadline: Option<Instant>,
@@ -177,8 +225,95 @@ pub(crate) struct SocketEntry {
     next_ack: u64,
     handlers: Vec<(String, SocketHandler)>,
     pub(crate) data: Option<Box<dyn std::any::Any>>,
-    /// Set while its disconnect handler and ack callbacks run.
+    /// Set while its disconnect handler and ack callbacks run, and while it is a ghost.
     disconnecting: bool,
+    /// It was recovered (connection state recovery) rather than created fresh.
+    pub(crate) recovered: bool,
+    /// Connection state recovery on: its private id and packet log.
+    rec: Option<Box<SocketRecovery>>,
+    /// It was recovered on another core: this entry only forwards what its rooms receive
+    /// there, except broadcasts from the cores in `fenced`, until every core is fenced.
+    forward_to: Option<CoreId>,
+    fenced: u64,
+    /// `ServerHandle` broadcasts (offsets `s.<n>`) that reached it forwarded while merging:
+    /// this core's own copy may still come after `Released`, and is skipped then.
+    shared_seen: Option<HashSet<Arc<str>>>,
+    /// Recovered from another core, which still forwards (until `Released`).
+    merging: Option<Box<Merging>>,
+    /// Becoming a ghost: `leave` has no effect while its disconnect handler runs.
+    keep_rooms: bool,
+}
+
+/// A socket recovered from another core while that core still forwards what its rooms
+/// receive. Forwarded packets are delivered at once: they are older than anything that comes
+/// directly, which is held until `Released` (after the last forward) and then delivered. Each
+/// offset is delivered once, since a broadcast may come both ways.
+#[derive(Default)]
+struct Merging {
+    seen: HashSet<Arc<str>>,
+    held: Vec<(Arc<str>, Vec<Outgoing>)>,
+}
+
+/// Offsets of broadcasts from a `ServerHandle`, which every core delivers on its own: they
+/// share one offset (`s.<n>`), so a socket being merged gets the broadcast once.
+static NEXT_SHARED_OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A session value of `SocketEntry::session` that names no session: the socket is a ghost.
+const NO_SESSION: u32 = u32::MAX;
+
+/// Per-socket state of connection state recovery.
+struct SocketRecovery {
+    pid: Arc<str>,
+    /// Packets sent with an offset, oldest first: while connected, the most recent ones (what
+    /// may have been in flight when the transport died); while a ghost, also every packet it
+    /// missed. At most `Recovery::max_buffer_bytes` of them.
+    log: VecDeque<(Arc<str>, Vec<Outgoing>)>,
+    log_bytes: usize,
+    /// Set while it is a ghost: it can be recovered until then.
+    ghost_until: Option<Instant>,
+}
+
+impl SocketRecovery {
+    fn new(pid: Arc<str>) -> Self {
+        SocketRecovery { pid, log: VecDeque::new(), log_bytes: 0, ghost_until: None }
+    }
+
+    /// Log a packet. Returns false when a ghost overflows `max` (it must be dropped); a
+    /// connected socket forgets its oldest packets instead.
+    fn record(&mut self, offset: &Arc<str>, packets: &[Outgoing], max: usize) -> bool {
+        self.log_bytes += packets_bytes(packets);
+        self.log.push_back((offset.clone(), packets.to_vec()));
+        if self.ghost_until.is_some() {
+            return self.log_bytes <= max;
+        }
+        while self.log_bytes > max
+            && let Some((_, p)) = self.log.pop_front()
+        {
+            self.log_bytes -= packets_bytes(&p);
+        }
+        true
+    }
+
+    /// The index of the first packet after `offset`, if `offset` is still in the log.
+    fn after(&self, offset: &str) -> Option<usize> {
+        self.log.iter().position(|(o, _)| **o == *offset).map(|i| i + 1)
+    }
+}
+
+/// What one log entry counts against `Recovery::max_buffer_bytes`: the packets' bytes (shared
+/// with every other receiver of a broadcast, so counted once per socket although stored once)
+/// plus the entry's own bookkeeping, which each socket does pay for.
+fn packets_bytes(packets: &[Outgoing]) -> usize {
+    const ENTRY_OVERHEAD: usize = 64;
+    ENTRY_OVERHEAD + packets.iter().map(|o| o.ws_frame().len()).sum::<usize>()
+}
+
+/// A CONNECT that waits for the other cores to say whether they hold its socket.
+struct Recovering {
+    ns: u16,
+    handshake: Rc<Handshake>,
+    /// Answers still expected.
+    waiting: usize,
 }
 
 #[derive(Default)]
@@ -221,6 +356,9 @@ pub struct Shard {
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     generation: u32,
     rng: rand::rngs::StdRng,
+    /// Draws the private session ids of connection state recovery, which are credentials: the
+    /// runtime seeds it from the operating system (`seed_secrets`).
+    secret_rng: rand::rngs::StdRng,
     pub(crate) now: Instant,
     dirty: Vec<u32>,
     cmds: Vec<ConnCmd>,
@@ -240,6 +378,12 @@ pub struct Shard {
     node: Arc<NodeStats>,
     /// Running totals of the data path, published to `stats.metrics` once per loop turn.
     tally: ShardTally,
+    /// Connection state recovery: sockets (connected or ghosts) by private id.
+    pids: HashMap<Arc<str>, u32>,
+    /// Ghost sockets in `sockets`.
+    ghosts: usize,
+    /// The next offset number (connection state recovery).
+    next_offset: u64,
 }
 
 impl Shard {
@@ -260,6 +404,7 @@ impl Shard {
             timers: BinaryHeap::new(),
             generation: 0,
             rng: rand::rngs::StdRng::seed_from_u64(seed),
+            secret_rng: rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_5ec2_e75e_ed00),
             now,
             dirty: Vec::new(),
             cmds: Vec::new(),
@@ -273,7 +418,16 @@ impl Shard {
             stats: node.cores[core as usize].clone(),
             node,
             tally: ShardTally::default(),
+            pids: HashMap::new(),
+            ghosts: 0,
+            next_offset: 0,
         }
+    }
+
+    /// Seed the generator of private session ids (the runtime passes operating-system
+    /// randomness; the simulation keeps the seed given to `new`).
+    pub(crate) fn seed_secrets(&mut self, seed: [u8; 32]) {
+        self.secret_rng = rand::rngs::StdRng::from_seed(seed);
     }
 
     /// Count into the node's counters (the runtime's, shared by every core) instead of the
@@ -395,8 +549,24 @@ impl Shard {
         self.sessions.len()
     }
 
+    /// Connected sockets (ghosts kept for connection state recovery are not counted).
     pub fn socket_count(&self) -> usize {
-        self.sockets.len()
+        self.sockets.len() - self.ghosts
+    }
+
+    /// Disconnected sockets kept for connection state recovery.
+    pub fn ghost_count(&self) -> usize {
+        self.ghosts
+    }
+
+    /// A new offset when connection state recovery is on: unique on this node (the core
+    /// number, then a counter).
+    fn new_offset(&mut self) -> Option<Arc<str>> {
+        if !self.def.config.recovery.enabled {
+            return None;
+        }
+        self.next_offset += 1;
+        Some(Arc::from(format!("{:x}.{:x}", self.core, self.next_offset)))
     }
 
     /// Checks the shard's bookkeeping between two turns (for the simulation and the stateful
@@ -407,9 +577,18 @@ impl Shard {
     #[cfg(any(test, feature = "sim"))]
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
+        let mut ghosts = 0;
         for (idx, sock) in &self.sockets {
             let idx = idx as u32;
-            if sock.disconnecting {
+            // A ghost (connection state recovery) stays disconnected, in its namespace and
+            // rooms, without a session, until it is recovered or expires.
+            let ghost = sock.session == NO_SESSION;
+            if ghost {
+                ghosts += 1;
+                if sock.rec.as_ref().is_none_or(|r| r.ghost_until.is_none()) {
+                    return Err(format!("socket {} has no session and is not a ghost", sock.id));
+                }
+            } else if sock.disconnecting {
                 return Err(format!("socket {} still disconnecting between turns", sock.id));
             }
             if self.socket_ids.get(&sock.id) != Some(&idx) {
@@ -418,10 +597,16 @@ impl Shard {
             if !self.namespaces.get(sock.ns as usize).is_some_and(|n| n.sockets.contains(&idx)) {
                 return Err(format!("socket {} missing from its namespace", sock.id));
             }
+            if ghost {
+                continue;
+            }
             match self.sessions.get(sock.session as usize) {
                 Some(s) if s.sockets.contains(&(sock.ns, idx)) => {}
                 _ => return Err(format!("socket {} missing from its session's list", sock.id)),
             }
+        }
+        if ghosts != self.ghosts {
+            return Err(format!("{ghosts} ghosts found, {} counted", self.ghosts));
         }
         if self.socket_ids.len() != self.sockets.len() {
             return Err(format!("{} socket ids for {} sockets", self.socket_ids.len(), self.sockets.len()));
@@ -730,6 +915,7 @@ impl Shard {
             get_origin: None,
             probe_conn: None,
             sockets: Vec::new(),
+            recovering: Vec::new(),
             decoder: None,
             base,
             connect_deadline,
@@ -1130,10 +1316,22 @@ impl Shard {
             crate::debug!("session closed"; core = self.core, reason = reason.as_str());
         }
         self.tally.session_closes[close_index(reason)] += 1;
+        // Connection state recovery keeps the sockets of a session lost for a recoverable
+        // reason (socket.io's list: transport close or error, ping timeout, forced close,
+        // server shutting down) as ghosts; a shutting-down process keeps nothing.
+        let keep = self.def.config.recovery.enabled
+            && !self.shutting_down
+            && matches!(
+                reason,
+                CloseReason::TransportClose
+                    | CloseReason::TransportError
+                    | CloseReason::PingTimeout
+                    | CloseReason::ForcedClose
+            );
         let sockets = std::mem::take(&mut self.sessions[idx as usize].sockets);
         for (_, sock) in sockets {
             let generation = self.sockets[sock as usize].generation;
-            self.remove_socket(SocketKey { idx: sock, generation }, reason.into());
+            self.leave_socket(SocketKey { idx: sock, generation }, reason.into(), keep);
         }
         self.remove_session(idx);
     }
@@ -1239,11 +1437,17 @@ impl Shard {
             self.send_session(idx, Outgoing::text(&text));
             return;
         };
+        if self.sessions[idx as usize].recovering.iter().any(|r| r.ns == ns_idx) {
+            // A second CONNECT while the first waits for other cores: the first answers.
+            return;
+        }
         let base = self.sessions[idx as usize].base.clone();
         let auth = p.data.clone().unwrap_or_else(|| RawValue::from_string("{}".into()).expect("{} is JSON"));
         let handshake = Rc::new(Handshake { base, auth });
         let def = self.def.clone();
         let ns = &def.namespaces[ns_idx as usize];
+        // Middlewares run for a recovering socket too (socket.io skips them by default): a
+        // handshake that is refused now (an expired token) gets nothing back.
         for mw in &ns.middlewares {
             if let Err(e) = mw(&handshake) {
                 let data = e.data.as_ref().and_then(|d| serde_json::value::to_raw_value(d).ok());
@@ -1252,8 +1456,68 @@ impl Shard {
                 return;
             }
         }
-        let id = self.new_id();
+        if def.config.recovery.enabled
+            && let Some((pid, offset)) = recovery_auth(&handshake.auth)
+        {
+            if let Some((sock, missed_from)) = self.find_ghost(&pid, &offset, ns_idx) {
+                self.revive(idx, sock, missed_from, handshake);
+                return;
+            }
+            if self.n_cores > 1 {
+                // The ghost may be on any core (the client's new connection went wherever the
+                // kernel put it): ask them all, answer the CONNECT when they have answered.
+                let session = SessionKey { idx, generation: self.sessions[idx as usize].generation };
+                for c in (0..self.n_cores).filter(|&c| c as CoreId != self.core) {
+                    self.outbox.push((
+                        c as CoreId,
+                        ShardMsg::Recover {
+                            pid: pid.clone(),
+                            offset: offset.clone(),
+                            ns: ns_idx,
+                            from: self.core,
+                            session,
+                        },
+                    ));
+                }
+                self.sessions[idx as usize].recovering.push(Recovering {
+                    ns: ns_idx,
+                    handshake,
+                    waiting: self.n_cores - 1,
+                });
+                return;
+            }
+        }
+        self.create_socket(idx, ns_idx, handshake, None);
+    }
+
+    /// A new socket of session `idx` in namespace `ns_idx`: fresh, or `recovered` from
+    /// another core (same id, rooms and log; the packets it missed are sent after CONNECT).
+    fn create_socket(
+        &mut self,
+        idx: u32,
+        ns_idx: u16,
+        handshake: Rc<Handshake>,
+        recovered: Option<Box<RecoveredSocket>>,
+    ) {
+        let (id, rec, rooms, missed_from) = match recovered {
+            Some(r) => {
+                let RecoveredSocket { id, pid, rooms, log, missed_from } = *r;
+                let mut rec = SocketRecovery::new(pid);
+                rec.log_bytes = log.iter().map(|(_, p)| packets_bytes(p)).sum();
+                rec.log = log.into();
+                (id, Some(Box::new(rec)), rooms, Some(missed_from))
+            }
+            None => {
+                let id = self.new_id();
+                let rec = self.def.config.recovery.enabled.then(|| {
+                    let random: [u8; 14] = self.secret_rng.random();
+                    Box::new(SocketRecovery::new(Arc::from(make_sid(self.core, random))))
+                });
+                (id, rec, Vec::new(), None)
+            }
+        };
         let generation = self.next_generation();
+        let pid = rec.as_ref().map(|r| r.pid.clone());
         let sock = self.sockets.insert(SocketEntry {
             generation,
             id: id.clone(),
@@ -1265,16 +1529,106 @@ impl Shard {
             handlers: Vec::new(),
             data: None,
             disconnecting: false,
+            recovered: missed_from.is_some(),
+            rec,
+            forward_to: None,
+            fenced: 0,
+            shared_seen: None,
+            merging: missed_from.map(|_| Box::default()),
+            keep_rooms: false,
         }) as u32;
         self.socket_ids.insert(id.clone(), sock);
+        if let Some(pid) = pid {
+            self.pids.insert(pid, sock);
+        }
         self.namespaces[ns_idx as usize].sockets.insert(sock);
+        for room in rooms {
+            if self.namespaces[ns_idx as usize].rooms.join(sock, &room) == Change::Occupancy {
+                self.announce_occupancy(ns_idx, room, true);
+            }
+        }
+        if sid_core(&id) != Some(self.core) {
+            // Its id names the core it came from: emits to its id must find it here.
+            self.announce_occupancy_to_all(ns_idx, id.clone(), true);
+        }
+        self.attach(idx, SocketKey { idx: sock, generation }, missed_from.unwrap_or(usize::MAX));
+    }
+
+    /// Deliver a packet with an offset to socket `idx`: logged, and sent unless it is a ghost;
+    /// skipped when a merging socket already had it. Returns false when a ghost overflowed
+    /// its log and must be dropped.
+    fn deliver_to_socket(&mut self, idx: u32, offset: &Arc<str>, packets: &[Outgoing]) -> bool {
+        let max = self.def.config.recovery.max_buffer_bytes;
+        let entry = &mut self.sockets[idx as usize];
+        if let Some(m) = entry.merging.as_mut()
+            && !m.seen.insert(offset.clone())
+        {
+            return true;
+        }
+        if let Some(seen) = entry.shared_seen.as_mut()
+            && seen.remove(offset)
+        {
+            if seen.is_empty() {
+                entry.shared_seen = None;
+            }
+            return true;
+        }
+        if let Some(rec) = entry.rec.as_mut()
+            && !rec.record(offset, packets, max)
+        {
+            return false;
+        }
+        let session = entry.session;
+        if session != NO_SESSION {
+            for o in packets {
+                self.send_session(session, o.clone());
+            }
+        }
+        true
+    }
+
+    /// The ghost `sock` of this core comes back on session `idx`.
+    fn revive(&mut self, idx: u32, sock: u32, missed_from: usize, handshake: Rc<Handshake>) {
+        let generation = self.next_generation();
+        let entry = &mut self.sockets[sock as usize];
+        // A new generation: timers and callbacks of its previous life do not apply.
+        entry.generation = generation;
+        entry.session = idx;
+        entry.handshake = handshake;
+        entry.disconnecting = false;
+        entry.recovered = true;
+        if let Some(rec) = entry.rec.as_mut() {
+            rec.ghost_until = None;
+        }
+        self.ghosts -= 1;
+        self.attach(idx, SocketKey { idx: sock, generation }, missed_from);
+    }
+
+    /// Tie socket `key` to session `idx`, answer the CONNECT (with `pid` when recovery is on),
+    /// send the logged packets from index `missed_from` on, and run the connect handler.
+    fn attach(&mut self, idx: u32, key: SocketKey, missed_from: usize) {
+        let entry = &self.sockets[key.idx as usize];
+        let ns_idx = entry.ns;
+        let def = self.def.clone();
+        let ns = &def.namespaces[ns_idx as usize];
+        let mut text = String::from("4");
+        let mut missed = Vec::new();
+        match &entry.rec {
+            Some(rec) => {
+                sio::encode_connect_ok_with_pid(&ns.name, &entry.id, &rec.pid, &mut text);
+                missed.extend(rec.log.iter().skip(missed_from).flat_map(|(_, p)| p.iter().cloned()));
+            }
+            None => sio::encode_connect_ok(&ns.name, &entry.id, &mut text),
+        }
         let s = &mut self.sessions[idx as usize];
-        s.sockets.push((ns_idx, sock));
+        s.sockets.push((ns_idx, key.idx));
         s.connect_deadline = None;
-        sio::encode_connect_ok(&p.ns, &id, &mut text);
         self.send_session(idx, Outgoing::text(&text));
+        for o in missed {
+            self.send_session(idx, o);
+        }
         if let Some(h) = &ns.on_connect {
-            h(&mut Socket::new(self, SocketKey { idx: sock, generation }));
+            h(&mut Socket::new(self, key));
         }
     }
 
@@ -1300,6 +1654,13 @@ impl Shard {
     /// Remove a socket from its namespace: disconnect handler (rooms still readable), pending
     /// acks answered with `Disconnected`, rooms left.
     fn remove_socket(&mut self, key: SocketKey, reason: DisconnectReason) {
+        self.leave_socket(key, reason, false);
+    }
+
+    /// `remove_socket`, or with `ghost` (and recovery on) keep it as a ghost: it stays in its
+    /// rooms and logs what they receive until it is recovered or `Recovery::window` passes.
+    /// Its disconnect handler runs either way, as socket.io's does.
+    fn leave_socket(&mut self, key: SocketKey, reason: DisconnectReason, ghost: bool) {
         // Handlers below may disconnect this socket again (directly or through a callback):
         // the flag makes that a no-op, and makes emits to the leaving socket go nowhere.
         match self.socket_mut(key) {
@@ -1307,8 +1668,14 @@ impl Shard {
             _ => return,
         }
         self.tally.socket_disconnects[disconnect_index(reason)] += 1;
-        let def = self.def.clone();
+        let ghost = ghost && self.sockets[key.idx as usize].rec.is_some();
         let ns_idx = self.sockets[key.idx as usize].ns;
+        // A ghost keeps the rooms it had at the cut, whatever its disconnect handler leaves
+        // (socket.io saves them before the handler runs): `leave` ignores it meanwhile. Had it
+        // left and joined again, other cores could miss broadcasts between the two
+        // announcements.
+        self.sockets[key.idx as usize].keep_rooms = ghost;
+        let def = self.def.clone();
         crate::debug!("socket disconnected"; core = self.core, ns = &*def.namespaces[ns_idx as usize].name, reason = reason.as_str());
         if let Some(h) = &def.namespaces[ns_idx as usize].on_disconnect {
             h(&mut Socket::new(self, key), reason);
@@ -1317,16 +1684,80 @@ impl Shard {
         for (_, cb) in acks {
             cb(&mut Socket::new(self, key), Err(AckError::Disconnected));
         }
-        let entry = self.sockets.remove(key.idx as usize);
-        self.socket_ids.remove(&entry.id);
-        let ns = &mut self.namespaces[ns_idx as usize];
-        ns.sockets.remove(&key.idx);
-        for room in ns.rooms.leave_all(key.idx) {
-            self.announce_occupancy(ns_idx, room, false);
+        if !ghost {
+            self.drop_socket(key.idx);
+            return;
         }
-        if let Some(s) = self.sessions.get_mut(entry.session as usize) {
+        self.sockets[key.idx as usize].keep_rooms = false;
+        let window = self.def.config.recovery.window;
+        let until = self.now + window;
+        let entry = &mut self.sockets[key.idx as usize];
+        let session = std::mem::replace(&mut entry.session, NO_SESSION);
+        entry.handlers.clear();
+        entry.data = None;
+        let rec = entry.rec.as_mut().expect("checked above");
+        rec.ghost_until = Some(until);
+        let pid = rec.pid.clone();
+        self.ghosts += 1;
+        if let Some(s) = self.sessions.get_mut(session as usize) {
             s.sockets.retain(|&(_, i)| i != key.idx);
         }
+        self.set_timer(window, move |shard| shard.expire_ghost(&pid));
+    }
+
+    /// Forget a socket for good: ids, namespace, rooms (announced), session.
+    fn drop_socket(&mut self, idx: u32) {
+        let Some(entry) = self.sockets.try_remove(idx as usize) else {
+            return;
+        };
+        self.socket_ids.remove(&entry.id);
+        if let Some(rec) = &entry.rec {
+            self.pids.remove(&rec.pid);
+        }
+        if entry.session == NO_SESSION {
+            self.ghosts -= 1;
+        }
+        let ns_idx = entry.ns;
+        let ns = &mut self.namespaces[ns_idx as usize];
+        ns.sockets.remove(&idx);
+        for room in ns.rooms.leave_all(idx) {
+            self.announce_occupancy(ns_idx, room, false);
+        }
+        if sid_core(&entry.id) != Some(self.core) {
+            // A recovered socket whose id names another core (see `create_socket`).
+            self.announce_occupancy_to_all(ns_idx, entry.id.clone(), false);
+        }
+        if let Some(s) = self.sessions.get_mut(entry.session as usize) {
+            s.sockets.retain(|&(_, i)| i != idx);
+        }
+    }
+
+    /// The recovery window of the ghost with this private id ended (unless it was recovered,
+    /// or disconnected again later, in the meantime).
+    fn expire_ghost(&mut self, pid: &str) {
+        let Some(&idx) = self.pids.get(pid) else {
+            return;
+        };
+        let due = self.sockets[idx as usize]
+            .rec
+            .as_ref()
+            .and_then(|r| r.ghost_until)
+            .is_some_and(|t| t <= self.now);
+        if due {
+            self.drop_socket(idx);
+        }
+    }
+
+    /// The ghost with private id `pid` in namespace `ns`, if it is within its window and
+    /// `offset` is in its log; with the index of the first packet the client missed.
+    fn find_ghost(&self, pid: &str, offset: &str, ns: u16) -> Option<(u32, usize)> {
+        let &idx = self.pids.get(pid)?;
+        let entry = &self.sockets[idx as usize];
+        let rec = entry.rec.as_ref()?;
+        if entry.ns != ns || rec.ghost_until.is_none_or(|t| self.now >= t) {
+            return None;
+        }
+        Some((idx, rec.after(offset)?))
     }
 
     pub(crate) fn socket_mut(&mut self, key: SocketKey) -> Option<&mut SocketEntry> {
@@ -1388,7 +1819,23 @@ impl Shard {
             )));
         }
         self.tally.sio_packets_out += 1;
-        for o in encode_event_packets(ns_name, id.map(|(i, _)| i), event, args_inner, &attachments) {
+        // With recovery on, an emit without ack carries an offset and is logged, as
+        // socket.io sends it through its adapter to the socket's own room.
+        let offset = if id.is_none() { self.new_offset() } else { None };
+        let packets = encode_event_packets(
+            ns_name,
+            id.map(|(i, _)| i),
+            event,
+            args_inner,
+            &attachments,
+            offset.as_deref(),
+        );
+        if let Some(offset) = &offset
+            && let Some(rec) = self.sockets[key.idx as usize].rec.as_mut()
+        {
+            rec.record(offset, &packets, def.config.recovery.max_buffer_bytes);
+        }
+        for o in packets {
             self.send_session(session, o);
         }
     }
@@ -1429,7 +1876,7 @@ impl Shard {
     }
 
     pub(crate) fn leave(&mut self, key: SocketKey, room: &str) {
-        let Some(sock) = self.socket_ref(key) else {
+        let Some(sock) = self.socket_ref(key).filter(|s| !s.keep_rooms) else {
             return;
         };
         let ns_idx = sock.ns;
@@ -1478,6 +1925,10 @@ impl Shard {
         if sid_core(&room).is_some() && self.socket_ids.contains_key(&room) {
             return;
         }
+        self.announce_occupancy_to_all(ns, room, present);
+    }
+
+    fn announce_occupancy_to_all(&mut self, ns: u16, room: Room, present: bool) {
         for c in 0..self.n_cores {
             if c as CoreId != self.core {
                 self.outbox.push((
@@ -1510,8 +1961,9 @@ impl Shard {
             });
         }
         let ns_name = self.def.namespaces[ns as usize].name.clone();
-        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        let msg = BroadcastMsg { ns, rooms, except, packets };
+        let offset = self.new_offset();
+        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments, offset.as_deref());
+        let msg = BroadcastMsg { ns, rooms, except, packets, offset, origin: Some(self.core) };
         let mut mask: u64 = 0;
         if msg.rooms.is_empty() {
             mask = u64::MAX;
@@ -1565,11 +2017,32 @@ impl Shard {
         // One addition per broadcast, not one per socket.
         self.tally.deliveries += targets.len() as u64;
         self.tally.sio_packets_out += targets.len() as u64;
+        let mut overflowed = Vec::new();
         for i in targets {
-            let session = self.sockets[i as usize].session;
-            for o in &msg.packets {
-                self.send_session(session, o.clone());
+            let Some(offset) = &msg.offset else {
+                let session = self.sockets[i as usize].session;
+                for o in &msg.packets {
+                    self.send_session(session, o.clone());
+                }
+                continue;
+            };
+            let entry = &mut self.sockets[i as usize];
+            if let Some(to) = entry.forward_to {
+                if msg.origin.is_some_and(|o| entry.fenced & (1u64 << (o as u32 % 64)) != 0) {
+                    continue; // that core sends to the new one itself now
+                }
+                let id = entry.id.clone();
+                let (offset, packets) = (offset.clone(), msg.packets.clone());
+                self.outbox.push((to, ShardMsg::Forward { id, ns: msg.ns, offset, packets }));
+            } else if let Some(m) = entry.merging.as_mut() {
+                m.held.push((offset.clone(), msg.packets.clone()));
+            } else if !self.deliver_to_socket(i, offset, &msg.packets) {
+                overflowed.push(i);
             }
+        }
+        // Ghosts that missed more than they may keep: their clients get fresh sessions.
+        for i in overflowed {
+            self.drop_socket(i);
         }
     }
 
@@ -1597,6 +2070,120 @@ impl Shard {
                 }
             }
             ShardMsg::Shutdown => self.shutdown(),
+            ShardMsg::Recover { pid, offset, ns, from, session } => {
+                let socket = self.find_ghost(&pid, &offset, ns).map(|(idx, missed_from)| {
+                    // The entry stays in its rooms and forwards what they receive until
+                    // every core sends to the new core itself (`Fence`, `Fenced`): broadcasts
+                    // sent here before the other cores know are not lost.
+                    let entry = &mut self.sockets[idx as usize];
+                    let rec = entry.rec.take().expect("a ghost has its recovery state");
+                    entry.forward_to = Some(from);
+                    let id = entry.id.clone();
+                    let rooms = self.namespaces[ns as usize].rooms.rooms_of(idx).to_vec();
+                    self.pids.remove(&rec.pid);
+                    Box::new(RecoveredSocket {
+                        id,
+                        pid: rec.pid,
+                        rooms,
+                        log: rec.log.into_iter().collect(),
+                        missed_from,
+                    })
+                });
+                let me = self.core;
+                self.outbox.push((from, ShardMsg::Recovered { session, ns, from: me, socket }));
+            }
+            ShardMsg::Recovered { session, ns, from, socket } => {
+                let release = socket.as_ref().map(|s| s.id.clone());
+                self.handle_recovered(session, ns, socket);
+                if let Some(id) = release {
+                    // Queued after the occupancy announcements of `create_socket`: a core that
+                    // reads it knows this core is in the rooms.
+                    for c in (0..self.n_cores).filter(|&c| c as CoreId != self.core) {
+                        let fence = ShardMsg::Fence { id: id.clone(), ns, a: from, b: self.core };
+                        self.outbox.push((c as CoreId, fence));
+                    }
+                }
+            }
+            ShardMsg::Forward { id, ns, offset, packets } => {
+                let Some(&idx) = self.socket_ids.get(&id) else {
+                    return;
+                };
+                if self.sockets[idx as usize].ns == ns && !self.deliver_to_socket(idx, &offset, &packets) {
+                    self.drop_socket(idx);
+                }
+            }
+            ShardMsg::Fence { id, ns, a, b } => {
+                if a == self.core {
+                    // Everything the new core sent before this was forwarded; this core
+                    // already sends to it directly (its occupancy came first).
+                    self.fence_forwarder(&id, ns, b, (1u64 << (a as u32 % 64)) | (1u64 << (b as u32 % 64)));
+                } else {
+                    let me = self.core;
+                    self.outbox.push((a, ShardMsg::Fenced { id, ns, origin: me, b }));
+                }
+            }
+            ShardMsg::Fenced { id, ns, origin, b } => {
+                self.fence_forwarder(&id, ns, b, 1u64 << (origin as u32 % 64));
+            }
+            ShardMsg::Released { id, ns } => {
+                let Some(&idx) = self.socket_ids.get(&id) else {
+                    return;
+                };
+                if self.sockets[idx as usize].ns != ns {
+                    return;
+                }
+                // Every forward has arrived: what came directly meanwhile goes now, minus
+                // what the forwards already brought.
+                let held = self.sockets[idx as usize].merging.as_mut().map(|m| std::mem::take(&mut m.held));
+                for (offset, packets) in held.into_iter().flatten() {
+                    if !self.deliver_to_socket(idx, &offset, &packets) {
+                        self.drop_socket(idx);
+                        return;
+                    }
+                }
+                let entry = &mut self.sockets[idx as usize];
+                if let Some(m) = entry.merging.take() {
+                    let shared: HashSet<Arc<str>> =
+                        m.seen.into_iter().filter(|o| o.starts_with("s.")).collect();
+                    entry.shared_seen = (!shared.is_empty()).then_some(shared);
+                }
+            }
+        }
+    }
+
+    /// Stop forwarding broadcasts from the cores in `bits` to the recovered socket `id` (now on
+    /// core `b`); once every core is fenced, drop the forwarder and tell `b` (`Released`).
+    fn fence_forwarder(&mut self, id: &Arc<str>, ns: u16, b: CoreId, bits: u64) {
+        let Some(&idx) = self.socket_ids.get(id) else {
+            return;
+        };
+        let entry = &mut self.sockets[idx as usize];
+        if entry.forward_to != Some(b) || entry.ns != ns {
+            return;
+        }
+        entry.fenced |= bits;
+        let all = if self.n_cores >= 64 { u64::MAX } else { (1u64 << self.n_cores) - 1 };
+        if entry.fenced & all == all {
+            self.drop_socket(idx);
+            self.outbox.push((b, ShardMsg::Released { id: id.clone(), ns }));
+        }
+    }
+
+    /// A core answered `Recover` for session `session`: create the socket when it sent it, or
+    /// a fresh one once every core said it has none.
+    fn handle_recovered(&mut self, session: SessionKey, ns: u16, socket: Option<Box<RecoveredSocket>>) {
+        // A session that ended meanwhile loses the socket: its client reconnects and gets a
+        // fresh one.
+        let Some(s) = self.session_mut(session) else {
+            return;
+        };
+        let Some(pos) = s.recovering.iter().position(|r| r.ns == ns) else {
+            return;
+        };
+        s.recovering[pos].waiting -= 1;
+        if socket.is_some() || s.recovering[pos].waiting == 0 {
+            let r = s.recovering.remove(pos);
+            self.create_socket(session.idx, ns, r.handshake, socket);
         }
     }
 
@@ -1625,10 +2212,37 @@ impl Shard {
             if self.core == 0 {
                 self.tally.broadcasts += 1;
             }
-            self.broadcast_local_only(n, rooms, except, event, args_inner, attachments);
+            let offset = self.new_offset();
+            self.broadcast_local_only(n, rooms, except, event, args_inner, attachments, offset);
         }
     }
 
+    /// `emit_all` of one broadcast that every core delivers (`ServerHandle`): with recovery
+    /// on, the first core to run draws its offset in `offset` and the others use the same.
+    pub(crate) fn emit_all_shared(&mut self, b: &ClusterBroadcast, offset: &std::sync::OnceLock<Arc<str>>) {
+        let Some(&n) = self.def.ns_index.get(b.ns.as_str()) else {
+            return;
+        };
+        let offset = self.def.config.recovery.enabled.then(|| {
+            offset
+                .get_or_init(|| {
+                    let n = NEXT_SHARED_OFFSET.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Arc::from(format!("s.{n:x}"))
+                })
+                .clone()
+        });
+        self.broadcast_local_only(
+            n,
+            b.rooms.clone(),
+            b.except.clone(),
+            &b.event,
+            &b.args_inner,
+            &b.attachments,
+            offset,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn broadcast_local_only(
         &mut self,
         ns: u16,
@@ -1637,10 +2251,11 @@ impl Shard {
         event: &str,
         args_inner: &str,
         attachments: &[Bytes],
+        offset: Option<Arc<str>>,
     ) {
         let ns_name = self.def.namespaces[ns as usize].name.clone();
-        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments);
-        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets }, None);
+        let packets = encode_event_packets(&ns_name, None, event, args_inner, attachments, offset.as_deref());
+        self.deliver_local(&BroadcastMsg { ns, rooms, except, packets, offset, origin: None }, None);
     }
 
     /// Send a plain Engine.IO message (plain Engine.IO endpoints).
@@ -1674,13 +2289,25 @@ pub trait EngineApp: Send + Sync {
 }
 
 /// The Engine.IO packets of one Socket.IO event: the text packet then its attachments.
+/// With `offset` (connection state recovery), it is appended as the last argument.
 fn encode_event_packets(
     ns: &str,
     id: Option<u64>,
     event: &str,
     args_inner: &str,
     attachments: &[Bytes],
+    offset: Option<&str>,
 ) -> Vec<Outgoing> {
+    let with_offset;
+    let args_inner = match offset {
+        None => args_inner,
+        Some(o) => {
+            // Offsets are hexadecimal digits and a dot: no JSON escaping needed.
+            with_offset =
+                if args_inner.is_empty() { format!("\"{o}\"") } else { format!("{args_inner},\"{o}\"") };
+            &with_offset
+        }
+    };
     let mut text = String::with_capacity(args_inner.len() + event.len() + ns.len() + 8);
     text.push('4');
     sio::encode_event(ns, id, event, args_inner, attachments.len(), &mut text);
@@ -1709,4 +2336,22 @@ fn simple(
     let mut out = Vec::with_capacity(body.len() + 160);
     write_simple(status, content_type, body, &extra, keep_alive, &mut out);
     out
+}
+
+/// The private session id and last offset a reconnecting client sends in its CONNECT's auth
+/// (socket.io-client adds `pid` and `offset` to it); both must be strings, as socket.io asks.
+fn recovery_auth(auth: &RawValue) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        pid: Option<serde_json::Value>,
+        offset: Option<serde_json::Value>,
+    }
+    let a: Auth = serde_json::from_str(auth.get()).ok()?;
+    match (a.pid?, a.offset?) {
+        // Ours are 20 and at most 19 characters; anything longer cannot match.
+        (serde_json::Value::String(p), serde_json::Value::String(o)) if p.len() <= 64 && o.len() <= 64 => {
+            Some((p, o))
+        }
+        _ => None,
+    }
 }

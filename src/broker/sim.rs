@@ -384,6 +384,16 @@ impl Sim {
         any
     }
 
+    /// One turn of `core` that handles only the first message of its inbox (to order races
+    /// finer than `deliver`).
+    pub(crate) fn deliver_one(&mut self, core: CoreId) {
+        self.turn(core, |sim| {
+            if let Some(Envelope::Msg(m)) = sim.inbox[core as usize].pop_front() {
+                sim.shards[core as usize].handle_msg(m);
+            }
+        });
+    }
+
     /// Deliver every message and client reaction until nothing is in flight.
     pub fn run_until_idle(&mut self) {
         loop {

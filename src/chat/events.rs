@@ -268,13 +268,30 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
         }
     }
     let anonymous_dm = user.is_none() && id.peer.is_some();
+    // A socket restored by connection state recovery is back in the broker rooms it had. The
+    // identity is derived again from this handshake: identity rooms it no longer has (another
+    // user's, another DM) are left, and its chat rooms become its joined rooms again.
+    let mut restored_rooms = Vec::new();
+    if s.recovered() {
+        let own_user = user.as_deref().map(rooms::user);
+        let own_dm = dm.as_ref().map(|d| d.key.clone());
+        for r in s.rooms().into_iter().skip(1) {
+            if let Some(room_id) = r.strip_prefix("chat:room:") {
+                restored_rooms.push(room_id.to_owned());
+            } else if (r.starts_with("chat:user:") && Some(&r) != own_user.as_ref())
+                || (r.starts_with("dm:") && Some(&r) != own_dm.as_ref())
+            {
+                s.leave(&r);
+            }
+        }
+    }
     let cfg = &shared.config;
     s.set_data(ChatSocket {
         user: user.clone(),
         dm,
         anonymous_dm,
         name_hint: None,
-        rooms: Vec::new(),
+        rooms: restored_rooms.clone(),
         bucket: TokenBucket::new(cfg.rate_burst, now),
         typing: TokenBucket::new(cfg.typing_burst, now),
         strikes: Strikes::default(),
@@ -302,12 +319,22 @@ fn on_connect(s: &mut Socket<'_>, shared: &Arc<Shared>) {
             &json!({ "id": &*sid, "username": user.as_deref(), "publicKey": id.public_key }),
         );
     }
+    // The members of its rooms were told it left when it disconnected.
+    for room_id in &restored_rooms {
+        let name = user.as_deref().map(str::to_owned);
+        s.to(&rooms::room(room_id)).emit("user joined room", &json!({"roomId": room_id, "user": name}));
+    }
     let _ = shared.presence.send(PresenceMsg::Up {
         sid: sid.clone(),
         core: s.core(),
         user,
         public_key: id.public_key,
     });
+    if s.recovered() && s.rooms().iter().any(|r| r == rooms::GLOBAL) {
+        // Recovered after its history was delivered: what was said since came with the
+        // packets it missed, so the history is not sent again (it would duplicate them).
+        return;
+    }
     // The global history: the socket joins the `load` broadcasts when its history has been read,
     // so every message reaches it exactly once (in the history or live).
     let core = s.core();

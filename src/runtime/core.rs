@@ -111,6 +111,7 @@ impl Core {
         let now = Instant::now();
         let mut shard = Shard::new(id, n, def.clone(), seed, now);
         shard.set_node(node.clone());
+        shard.seed_secrets(rand::RngExt::random(&mut rand::rng()));
         let limits = &def.config.limits;
         Ok(Core {
             id,

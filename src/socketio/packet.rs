@@ -742,6 +742,18 @@ pub fn encode_connect_ok(ns: &str, sid: &str, out: &mut String) {
     out.push('}');
 }
 
+/// Writes a CONNECT answer with connection state recovery on: `0[/ns,]{"sid":"...","pid":"..."}`
+/// (the private session id the client sends back in its next CONNECT's auth).
+pub fn encode_connect_ok_with_pid(ns: &str, sid: &str, pid: &str, out: &mut String) {
+    out.push('0');
+    push_ns(out, ns);
+    out.push_str("{\"sid\":");
+    push_json_str(out, sid);
+    out.push_str(",\"pid\":");
+    push_json_str(out, pid);
+    out.push('}');
+}
+
 /// Writes a refused CONNECT: `4[/ns,]{"message":"...","data":...}`; `data` is left out when
 /// `None`, as `JSON.stringify` leaves out an undefined field.
 pub fn encode_connect_error(ns: &str, message: &str, data: Option<&RawValue>, out: &mut String) {
@@ -969,6 +981,10 @@ mod tests {
         assert_eq!(
             with(|o| encode_connect_error("/", "Not authorized", None, o)),
             r#"4{"message":"Not authorized"}"#
+        );
+        assert_eq!(
+            with(|o| encode_connect_ok_with_pid("/a", "s1", "p\"1", o)),
+            r#"0/a,{"sid":"s1","pid":"p\"1"}"#
         );
         assert_eq!(with(|o| encode_event("/", None, "foo", "", 0, o)), r#"2["foo"]"#);
         assert_eq!(with(|o| encode_event("/admin", None, "bar", "", 0, o)), r#"2/admin,["bar"]"#);

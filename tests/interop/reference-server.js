@@ -27,7 +27,7 @@ const MAX_PAYLOAD_BYTES = 1_000_000;
 const CONNECT_TIMEOUT_MS = 1000;
 
 function parseArgs(argv) {
-  const opts = { app: "echo", host: "127.0.0.1", port: 0 };
+  const opts = { app: "echo", host: "127.0.0.1", port: 0, recovery: false, recoveryWindowMs: 120_000 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -42,6 +42,15 @@ function parseArgs(argv) {
         break;
       case "--port":
         opts.port = Number(value);
+        i++;
+        break;
+      // Connection state recovery, as sockeye's flags (tests/interop/recovery).
+      case "--recovery":
+        opts.recovery = value === "on";
+        i++;
+        break;
+      case "--recovery-window-ms":
+        opts.recoveryWindowMs = Number(value);
         i++;
         break;
       default:
@@ -65,8 +74,11 @@ function splitAck(args) {
   return [args, () => {}];
 }
 
-function installSocketIo(httpServer) {
+function installSocketIo(httpServer, opts) {
   const io = new SocketIoServer(httpServer, {
+    connectionStateRecovery: opts.recovery
+      ? { maxDisconnectionDuration: opts.recoveryWindowMs, skipMiddlewares: true }
+      : undefined,
     path: "/socket.io/",
     pingInterval: PING_INTERVAL_MS,
     pingTimeout: PING_TIMEOUT_MS,
@@ -154,7 +166,7 @@ function installEngineIo(httpServer) {
 function main() {
   const opts = parseArgs(process.argv.slice(2));
   const httpServer = http.createServer();
-  installSocketIo(httpServer);
+  installSocketIo(httpServer, opts);
   installEngineIo(httpServer);
 
   httpServer.listen(opts.port, opts.host, () => {
