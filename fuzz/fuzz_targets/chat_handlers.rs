@@ -93,11 +93,23 @@ const KEYS: [&str; 10] =
     ["message", "text", "roomId", "name", "receiverId", "to", "id", "user", "username", "publicKey"];
 const NAMES: [&str; 4] = ["alice", "bob", "carol", "general"];
 
-/// One temporary directory per process, holding the process's database.
+/// One temporary directory per process, holding the process's database. libFuzzer exits
+/// without running destructors, so the directories of processes that are gone are removed here.
 fn scratch() -> &'static std::path::Path {
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let base = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+        // Only where /proc tells which processes are alive.
+        let proc_fs = std::path::Path::new("/proc/self").exists();
+        for e in std::fs::read_dir(base).into_iter().flatten().flatten().filter(|_| proc_fs) {
+            let name = e.file_name();
+            if let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("sockeye-fuzz-chat-"))
+                && pid.parse::<u32>().is_ok()
+                && !std::path::Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let d = std::path::PathBuf::from(base).join(format!("sockeye-fuzz-chat-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("scratch directory");
         d
