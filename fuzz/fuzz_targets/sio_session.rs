@@ -1,6 +1,9 @@
 //! Random sequences of Engine.IO / Socket.IO operations from several simulated clients against
 //! two shards in the deterministic simulation (`broker::sim`), in virtual time.
 //!
+//! `SOCKEYE_FUZZ_TRACE=1` prints every operation and every packet the clients receive (to
+//! check what a seed decodes to).
+//!
 //! Input format: operations, each an opcode byte (`% 16`, see `step`) followed by its
 //! arguments (single bytes and length-prefixed strings, read with `Input`). At most
 //! `MAX_STEPS` operations and `MAX_CLIENTS` clients; strings are at most 255 bytes.
@@ -206,11 +209,19 @@ fn core_of(input: &mut Input<'_>) -> CoreId {
     (input.byte() as usize % CORES) as CoreId
 }
 
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("SOCKEYE_FUZZ_TRACE").is_some())
+}
+
 fn step(w: &mut World, input: &mut Input<'_>) {
     let op = input.byte() % 16;
     // Operations that need a client pick one; an empty slot opens nothing.
     let pick = usize::from(input.byte());
     let n = w.clients.len();
+    if trace() {
+        eprintln!("op {op} on client {} of {n}", pick % n.max(1));
+    }
     match op {
         // New client: polling or WebSocket handshake.
         0 | 1 if n < MAX_CLIENTS => {
@@ -401,8 +412,19 @@ fn step(w: &mut World, input: &mut Input<'_>) {
 }
 
 fn check(w: &mut World) {
-    for c in &mut w.clients {
+    for (i, c) in w.clients.iter_mut().enumerate() {
         c.collect(&mut w.sim);
+        if trace() {
+            for p in &c.packets {
+                eprintln!(
+                    "  client {i} <- {:?} {:?} id={:?} {}",
+                    p.kind,
+                    p.ns,
+                    p.id,
+                    p.data.as_ref().map_or("", |d| d.get())
+                );
+            }
+        }
         c.packets.clear();
     }
     let log = w.log.lock().unwrap();
