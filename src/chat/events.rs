@@ -215,7 +215,10 @@ pub fn register(ns: &mut NamespaceBuilder, shared: Arc<Shared>) {
     ns.middleware(move |hs| {
         identity::resolve(hs, sh.verifier.as_ref(), sh.config.max_name_chars, hs.issued_ms() / 1000)
             .map(|_| ())
-            .map_err(|e| e.to_connect_error())
+            .map_err(|e| {
+                sh.stats.connect_refused(e.code());
+                e.to_connect_error()
+            })
     });
     let sh = shared.clone();
     ns.on_connect(move |s| on_connect(s, &sh));

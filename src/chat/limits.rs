@@ -69,12 +69,26 @@ pub const REJECTION_CODES: [&str; 15] = [
     "other",
 ];
 
+/// The handshake refusal codes counted by [`ChatStats`] (section 1 of `docs/PROTOCOL.md`).
+pub const CONNECT_REFUSAL_CODES: [&str; 9] = [
+    "missing_token",
+    "malformed_token",
+    "invalid_signature",
+    "algorithm_not_allowed",
+    "token_expired",
+    "token_not_yet_valid",
+    "no_identity",
+    "invalid_username",
+    "other",
+];
+
 /// The chat's limit and rejection counters for `GET /metrics`, shared by every core. Only
 /// rejections touch them (no atomic on the accepted path), so sharing one cache line across
 /// cores costs nothing that matters.
 #[derive(Debug, Default)]
 pub struct ChatStats {
     rejections: [std::sync::atomic::AtomicU64; REJECTION_CODES.len()],
+    connects_refused: [std::sync::atomic::AtomicU64; CONNECT_REFUSAL_CODES.len()],
     /// Sockets disconnected for `abuse_disconnect` rejections in 10 s.
     pub abuse_disconnects: std::sync::atomic::AtomicU64,
     /// HTTP API requests answered 429.
@@ -87,6 +101,13 @@ impl ChatStats {
         let last = REJECTION_CODES.len() - 1;
         let i = REJECTION_CODES[..last].iter().position(|c| *c == code).unwrap_or(last);
         self.rejections[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts one handshake refused with `code` (a token or user name problem).
+    pub fn connect_refused(&self, code: &str) {
+        let last = CONNECT_REFUSAL_CODES.len() - 1;
+        let i = CONNECT_REFUSAL_CODES[..last].iter().position(|c| *c == code).unwrap_or(last);
+        self.connects_refused[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many were answered with `code` (`other` for the codes not listed).
@@ -103,6 +124,15 @@ impl ChatStats {
         let name = "sockeye_chat_rejections_total";
         e.family(name, "counter", "Chat events refused, by error code (docs/PROTOCOL.md).");
         for (code, n) in REJECTION_CODES.iter().zip(&self.rejections) {
+            e.sample(name, &[("code", code)], n.load(Relaxed) as f64);
+        }
+        let name = "sockeye_chat_connects_refused_total";
+        e.family(
+            name,
+            "counter",
+            "Chat handshakes refused (CONNECT_ERROR), by error code (docs/PROTOCOL.md section 1).",
+        );
+        for (code, n) in CONNECT_REFUSAL_CODES.iter().zip(&self.connects_refused) {
             e.sample(name, &[("code", code)], n.load(Relaxed) as f64);
         }
         e.single(

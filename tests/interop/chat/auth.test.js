@@ -38,6 +38,14 @@ test("refused handshakes get connect_error with data { code, message }", async (
     assert.equal(typeof err.data.message, "string", what);
     assert.ok(err.message.length > 0, `${what}: err.message is a sentence`);
   }
+  // Each refusal is counted in /metrics under its code.
+  const metrics = (await request(`${fx.url}/metrics`)).text;
+  const expected = {};
+  for (const [, , code] of cases) expected[code] = (expected[code] ?? 0) + 1;
+  for (const [code, n] of Object.entries(expected)) {
+    const m = new RegExp(`^sockeye_chat_connects_refused_total\\{code="${code}"\\} (\\d+)$`, "m").exec(metrics);
+    assert.ok(m && Number(m[1]) >= n, `${code}: at least ${n} counted, got ${m?.[0]}`);
+  }
 });
 
 // Re-encodes the payload and keeps the original signature.
