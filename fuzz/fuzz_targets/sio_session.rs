@@ -94,37 +94,7 @@ fn events(ns: &mut NamespaceBuilder, log: &Shared) {
             l.lock().unwrap().violations.push(format!("disconnect of {k}, which is not connected"));
         }
     });
-    ns.on("message", |s: &mut Socket<'_>, ev: Event| {
-        s.emit_raw("message-back", ev.args_raw(), ev.attachments.clone());
-    });
-    ns.on("message-with-ack", |s: &mut Socket<'_>, ev: Event| {
-        if let Some(id) = ev.ack() {
-            s.ack_raw(id, ev.args_raw(), ev.attachments.clone());
-        }
-    });
-    ns.on("join", |s: &mut Socket<'_>, ev: Event| {
-        let ok = ev.arg::<String>(0).is_some_and(|r| s.join(&r));
-        if let Some(id) = ev.ack() {
-            s.ack(id, &(ok,));
-        }
-    });
-    ns.on("leave", |s: &mut Socket<'_>, ev: Event| {
-        if let Some(r) = ev.arg::<String>(0) {
-            s.leave(&r);
-        }
-        if let Some(id) = ev.ack() {
-            s.ack(id, &(true,));
-        }
-    });
-    ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
-        if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
-            s.to(&room).emit_raw("room-msg", payload, ev.attachments.clone());
-        }
-    });
-    ns.on("broadcast", |s: &mut Socket<'_>, ev: Event| {
-        s.broadcast().emit_raw("broadcast-msg", ev.args_raw(), ev.attachments.clone());
-    });
-    ns.on("server-disconnect", |s: &mut Socket<'_>, _ev: Event| s.disconnect(false));
+    sockeye::apps::echo::register_echo_handlers(ns);
     ns.on("bye", |s: &mut Socket<'_>, _ev: Event| {
         s.emit("bye-bye", &());
         s.disconnect(true);

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{Event, ServerBuilder, Socket};
+use crate::api::{Event, NamespaceBuilder, ServerBuilder, Socket};
 use crate::broker::shard::{EngineApp, EngineSocket};
 use crate::config::Config;
 use crate::engineio::packet::Data;
@@ -44,43 +44,50 @@ fn emit_auth(socket: &mut Socket<'_>) {
     socket.emit_raw("auth", &auth, Vec::new());
 }
 
+/// The conformance app's echo, room and disconnect events (`message`, `message-with-ack`,
+/// `join`, `leave`, `to-room`, `broadcast`, `server-disconnect`); the stateful fuzz target
+/// registers the same ones.
+pub fn register_echo_handlers(ns: &mut NamespaceBuilder) {
+    ns.on("message", |s: &mut Socket<'_>, ev: Event| {
+        s.emit_raw("message-back", ev.args_raw(), ev.attachments.clone());
+    });
+    ns.on("message-with-ack", |s: &mut Socket<'_>, ev: Event| {
+        if let Some(id) = ev.ack() {
+            s.ack_raw(id, ev.args_raw(), ev.attachments.clone());
+        }
+    });
+    ns.on("join", |s: &mut Socket<'_>, ev: Event| {
+        let ok = ev.arg::<String>(0).is_some_and(|r| s.join(&r));
+        if let Some(id) = ev.ack() {
+            s.ack(id, &(ok,));
+        }
+    });
+    ns.on("leave", |s: &mut Socket<'_>, ev: Event| {
+        if let Some(r) = ev.arg::<String>(0) {
+            s.leave(&r);
+        }
+        if let Some(id) = ev.ack() {
+            s.ack(id, &(true,));
+        }
+    });
+    ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
+        if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
+            s.to(&room).emit_raw("room-msg", payload, ev.attachments.clone());
+        }
+    });
+    ns.on("broadcast", |s: &mut Socket<'_>, ev: Event| {
+        s.broadcast().emit_raw("broadcast-msg", ev.args_raw(), ev.attachments.clone());
+    });
+    ns.on("server-disconnect", |s: &mut Socket<'_>, _ev: Event| {
+        s.disconnect(false);
+    });
+}
+
 /// Register the conformance app's namespaces and endpoints.
 pub fn install(server: &mut ServerBuilder) {
     server.namespace("/", |ns| {
         ns.on_connect(emit_auth);
-        ns.on("message", |s: &mut Socket<'_>, ev: Event| {
-            s.emit_raw("message-back", ev.args_raw(), ev.attachments.clone());
-        });
-        ns.on("message-with-ack", |s: &mut Socket<'_>, ev: Event| {
-            if let Some(id) = ev.ack() {
-                s.ack_raw(id, ev.args_raw(), ev.attachments.clone());
-            }
-        });
-        ns.on("join", |s: &mut Socket<'_>, ev: Event| {
-            let ok = ev.arg::<String>(0).is_some_and(|r| s.join(&r));
-            if let Some(id) = ev.ack() {
-                s.ack(id, &(ok,));
-            }
-        });
-        ns.on("leave", |s: &mut Socket<'_>, ev: Event| {
-            if let Some(r) = ev.arg::<String>(0) {
-                s.leave(&r);
-            }
-            if let Some(id) = ev.ack() {
-                s.ack(id, &(true,));
-            }
-        });
-        ns.on("to-room", |s: &mut Socket<'_>, ev: Event| {
-            if let (Some(room), Some(payload)) = (ev.arg::<String>(0), ev.arg_raw(1)) {
-                s.to(&room).emit_raw("room-msg", payload, ev.attachments.clone());
-            }
-        });
-        ns.on("broadcast", |s: &mut Socket<'_>, ev: Event| {
-            s.broadcast().emit_raw("broadcast-msg", ev.args_raw(), ev.attachments.clone());
-        });
-        ns.on("server-disconnect", |s: &mut Socket<'_>, _ev: Event| {
-            s.disconnect(false);
-        });
+        register_echo_handlers(ns);
         ns.on("emit-with-ack", |s: &mut Socket<'_>, ev: Event| {
             s.emit_raw_with_ack(
                 "server-ack-request",

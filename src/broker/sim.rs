@@ -386,6 +386,7 @@ impl Sim {
 
     /// One turn of `core` that handles only the first message of its inbox (to order races
     /// finer than `deliver`).
+    #[cfg(test)]
     pub(crate) fn deliver_one(&mut self, core: CoreId) {
         self.turn(core, |sim| {
             if let Some(Envelope::Msg(m)) = sim.inbox[core as usize].pop_front() {
