@@ -26,6 +26,10 @@
 #   RUN_TIMEOUT                                        seconds before a generator run is killed
 #   LOADGEN                                            generator binary to use instead of the
 #                                                      one built from tools/sockeye-bench
+#   BASELINE_BIN                                       a sockeye binary of another commit, run as
+#                                                      server `baseline` (same flags as sockeye):
+#                                                      --servers "sockeye baseline" compares a
+#                                                      change with its parent in one run
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,7 +83,10 @@ for s in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $ALL_SCENARIOS)"
 done
 for s in $SERVERS; do
-    case $s in sockeye | socketioxide | node | rawws) ;; *) die "unknown server '$s'" ;; esac
+    case $s in sockeye | socketioxide | node | rawws) ;;
+    baseline) [[ -x ${BASELINE_BIN:-} ]] || die "server 'baseline' needs BASELINE_BIN, a sockeye binary" ;;
+    *) die "unknown server '$s'" ;;
+    esac
 done
 
 # Generator flags per scenario. They are spelled out rather than left to the generator's
@@ -151,6 +158,7 @@ server_cmd() {
     local server=$1 port=$2
     case $server in
     sockeye) printf '%s\n' "$ROOT/target/release/sockeye" --app bench --host 127.0.0.1 --port "$port" --cores 1 ;;
+    baseline) printf '%s\n' "$BASELINE_BIN" --app bench --host 127.0.0.1 --port "$port" --cores 1 ;;
     socketioxide) printf '%s\n' "$BENCH_DIR/socketioxide/target/release/bench-socketioxide" --host 127.0.0.1 --port "$port" --threads "$SOCKETIOXIDE_THREADS" ;;
     node) printf '%s\n' node "$BENCH_DIR/node/server.js" --host 127.0.0.1 --port "$port" ;;
     rawws) printf '%s\n' "$BENCH_DIR/rawws/target/release/bench-rawws" --host 127.0.0.1 --port "$port" ;;

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 SCENARIO_ORDER = ["fanout", "echo", "connect", "rooms", "polling"]
-SERVER_ORDER = ["sockeye", "socketioxide", "node", "rawws"]
+SERVER_ORDER = ["sockeye", "baseline", "socketioxide", "node", "rawws"]
 
 # Per scenario: (metric path, column title, kind). Kinds: "rate" (per second, integer),
 # "us" (microseconds), "bytes", "count" (events that should be zero), "pct".
@@ -79,6 +79,12 @@ TARGETS = [
      "connections per second, sockeye / socketioxide"),
     ("connect", "rss_per_conn_bytes", None, "<=", 4096,
      "sockeye RSS per idle connection, bytes"),
+    # `baseline` is sockeye built from another commit (run.sh's BASELINE_BIN): a change may not
+    # make the hot paths slower beyond the noise. Judged only when baseline runs were made.
+    ("fanout", "server_cpu_us_per_delivery", "baseline", "<=", 1.1,
+     "fanout CPU per delivery, sockeye / baseline (no regression)"),
+    ("echo", "server_cpu_us_per_round_trip", "baseline", "<=", 1.1,
+     "echo CPU per round trip, sockeye / baseline (no regression)"),
 ]
 
 # Counters that make a run's throughput or CPU figures suspect when not zero.
@@ -180,6 +186,8 @@ def judge(summary):
     verdicts = []
     for scenario, metric, peer, op, bound, description in TARGETS:
         servers = summary.get(scenario, {})
+        if peer == "baseline" and peer not in servers:
+            continue  # a comparison with another commit only when one was run
         ours = servers.get("sockeye", {}).get("median", {}).get(metric)
         theirs = servers.get(peer, {}).get("median", {}).get(metric) if peer else None
         value = None
