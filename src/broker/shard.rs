@@ -34,7 +34,7 @@ use crate::engineio::session::{
     CloseReason, EioError, GetOutcome, Outgoing, Session, SessionConfig, SessionEvent, Transmit,
     TransportKind, WsInput,
 };
-use crate::engineio::sid::{make_sid, sid_core};
+use crate::engineio::sid::{SID_RANDOM_BYTES, make_sid, sid_core};
 use crate::http::request::{Method, Request};
 use crate::http::response::write_simple;
 use crate::metrics::{Exposition, ShardTally, close_index, disconnect_index};
@@ -355,9 +355,11 @@ pub struct Shard {
     namespaces: Vec<NsState>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     generation: u32,
+    /// Draws Engine.IO session ids and public socket ids: a CSPRNG (ChaCha12) that the runtime
+    /// seeds from the operating system (`seed_from_os`); the simulation keeps a fixed seed.
     rng: rand::rngs::StdRng,
     /// Draws the private session ids of connection state recovery, which are credentials: the
-    /// runtime seeds it from the operating system (`seed_secrets`).
+    /// runtime seeds it from the operating system (`seed_from_os`).
     secret_rng: rand::rngs::StdRng,
     pub(crate) now: Instant,
     dirty: Vec<u32>,
@@ -424,10 +426,13 @@ impl Shard {
         }
     }
 
-    /// Seed the generator of private session ids (the runtime passes operating-system
-    /// randomness; the simulation keeps the seed given to `new`).
-    pub(crate) fn seed_secrets(&mut self, seed: [u8; 32]) {
-        self.secret_rng = rand::rngs::StdRng::from_seed(seed);
+    /// Seed both id generators (session and socket ids, recovery private ids) from the
+    /// operating system's randomness, each with its own 256-bit seed: the runtime's ids must not
+    /// be predictable from the start time or the core number.
+    pub(crate) fn seed_from_os(&mut self) {
+        let mut os = rand::rng();
+        self.rng = rand::rngs::StdRng::from_seed(os.random());
+        self.secret_rng = rand::rngs::StdRng::from_seed(os.random());
     }
 
     /// Count into the node's counters (the runtime's, shared by every core) instead of the
@@ -659,7 +664,7 @@ impl Shard {
     }
 
     fn new_id(&mut self) -> Arc<str> {
-        let random: [u8; 14] = self.rng.random();
+        let random: [u8; SID_RANDOM_BYTES] = self.rng.random();
         Arc::from(make_sid(self.core, random))
     }
 
@@ -1510,7 +1515,7 @@ impl Shard {
             None => {
                 let id = self.new_id();
                 let rec = self.def.config.recovery.enabled.then(|| {
-                    let random: [u8; 14] = self.secret_rng.random();
+                    let random: [u8; SID_RANDOM_BYTES] = self.secret_rng.random();
                     Box::new(SocketRecovery::new(Arc::from(make_sid(self.core, random))))
                 });
                 (id, rec, Vec::new(), None)

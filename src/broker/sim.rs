@@ -1356,7 +1356,7 @@ mod tests {
         let t = sim.ws_texts(c.conn);
         assert_eq!(t.len(), 2, "{t:?}");
         let id = connect_ok_sid(&t[0], "/");
-        assert_eq!(id.len(), 20);
+        assert_eq!(id.len(), crate::engineio::sid::SID_LEN);
         assert_ne!(id, c.sid, "the socket id is not the session id");
         assert_eq!(t[1], r#"42["auth",{}]"#);
 

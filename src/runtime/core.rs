@@ -104,14 +104,14 @@ impl Core {
         let max_output = cfg.limits.max_output_bytes;
         let max_conns = cfg.limits.max_connections_per_core;
         let shutdown_timeout = cfg.shutdown_timeout;
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-            ^ ((id as u64) << 56);
+        // A placeholder: `seed_from_os` below replaces both id generators' seeds.
+        let seed = 0;
         let n = peers.len();
         let stats = node.cores[id as usize].clone();
         let now = Instant::now();
         let mut shard = Shard::new(id, n, def.clone(), seed, now);
         shard.set_node(node.clone());
-        shard.seed_secrets(rand::RngExt::random(&mut rand::rng()));
+        shard.seed_from_os();
         let limits = &def.config.limits;
         Ok(Core {
             id,

@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod ids;
 
 use std::sync::Mutex;
 
